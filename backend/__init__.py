@@ -1,0 +1,1 @@
+"""palmhall: the backend of a township palm-top government service (掌上办)."""

@@ -1,0 +1,1 @@
+"""Slots, appointments, check-in and queue tickets (取号/叫号)."""

@@ -1,0 +1,1 @@
+"""Service items (事项), halls, counters, schedules, holiday calendar."""

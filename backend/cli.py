@@ -1,0 +1,255 @@
+"""The `palmhall` command: serve, worker, migrate and the operators' tools."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from backend.settings import Settings, SettingsError
+
+T = TypeVar("T")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        click.echo(f"palmhall: {exc}", err=True)
+        sys.exit(2)
+
+
+def run_with_db(fn: Callable[[Settings], Awaitable[T]]) -> T:
+    """Run one async operator command with the database (and Redis) open."""
+    settings = _settings()
+
+    async def main() -> T:
+        from backend import db, logs
+
+        logs.setup(settings.log_level)
+        await db.init(settings.database_url, pool_max=2)
+        try:
+            return await fn(settings)
+        finally:
+            await db.close()
+
+    return asyncio.run(main())
+
+
+@click.group()
+def main() -> None:
+    """palmhall: backend of the township palm-top government service (掌上办)."""
+
+
+@main.command()
+@click.option("--host", default=None, help="bind address (default: HOST)")
+@click.option("--port", type=int, default=None, help="port (default: PORT)")
+@click.option("--workers", type=int, default=None, help="web worker processes (default: WEB_WORKERS)")
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
+    """Run the HTTP server."""
+    settings = _settings()
+    n = workers or settings.effective_web_workers
+    if settings.redis_embedded and n != 1:
+        click.echo("palmhall: the in-process Redis serves one process only; using 1 worker", err=True)
+        n = 1
+    multiproc = settings.prometheus_multiproc_dir or str(Path("var/prometheus").absolute())
+    # Must be set before prometheus_client is imported anywhere (here and in the workers).
+    shutil.rmtree(multiproc, ignore_errors=True)
+    Path(multiproc).mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = multiproc
+
+    from functools import partial
+
+    from sanic import Sanic
+    from sanic.worker.loader import AppLoader
+
+    from backend.app import create_app
+
+    host = host or settings.host
+    port = port if port is not None else settings.port
+    loader = AppLoader(factory=partial(create_app, settings))
+    app = loader.load()
+    app.prepare(host=host, port=port, workers=n, single_process=(n == 1), motd=False)
+    mode = "in-process Redis, single process" if settings.redis_embedded else f"{n} worker processes"
+    click.echo(f"palmhall on http://{host}:{port} ({mode}); API docs at http://{host}:{port}/docs")
+    Sanic.serve(primary=app, app_loader=loader)
+
+
+@main.command()
+@click.option("--import", "imports", multiple=True, help="extra module registering handlers (repeatable)")
+@click.option("--no-periodic", is_flag=True, help="run outbox handlers only, not periodic tasks")
+def worker(imports: tuple[str, ...], no_periodic: bool) -> None:
+    """Run the outbox worker and the periodic tasks until SIGTERM/SIGINT."""
+    settings = _settings()
+    if settings.redis_embedded:
+        click.echo(
+            "palmhall: REDIS_URL is not set; this worker's periodic locks are local to it "
+            "(fine alone, not beside other workers)", err=True,
+        )
+
+    async def run(settings: Settings) -> None:
+        from backend import wiring
+        from backend.app import worker_config
+        from backend.jobs.periodic import Scheduler
+        from backend.jobs.worker import Worker
+        from backend.stores import make_redis
+
+        wiring.load(list(imports))
+        redis = make_redis(settings.redis_url)
+        w = Worker(worker_config(settings))
+        parts: list[Any] = [w]
+        if not no_periodic:
+            parts.append(Scheduler(redis, owner=w.name))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: [p.stop() for p in parts])
+        try:
+            await asyncio.gather(*(p.run() for p in parts))
+        finally:
+            await redis.aclose()
+
+    run_with_db(run)
+
+
+@main.command()
+def migrate() -> None:
+    """Apply the committed database migrations."""
+    settings = _settings()
+    from backend import db
+
+    def progress(event: str, app_label: str, name: str) -> None:
+        if event == "apply_done":
+            click.echo(f"  applied {app_label}.{name}")
+
+    asyncio.run(db.migrate(settings.database_url, progress=progress))
+    click.echo("migrations up to date")
+
+
+@main.command()
+@click.option("--name", default=None, help="migration name suffix")
+def makemigrations(name: str | None) -> None:
+    """Write a migration for model changes (developers)."""
+    from tortoise.cli.cli import run_cli_async
+
+    argv = ["-c", "backend.db.autodetect.TORTOISE_ORM", "makemigrations"]
+    if name:
+        argv += ["--name", name]
+    sys.exit(asyncio.run(run_cli_async(argv)))
+
+
+@main.group()
+def outbox() -> None:
+    """Inspect and replay outbox events."""
+
+
+@outbox.command("list")
+@click.option("--status", type=click.Choice(["pending", "running", "done", "dead"]), default=None)
+@click.option("--limit", type=int, default=50)
+def outbox_list(status: str | None, limit: int) -> None:
+    """Newest events first; dead ones show their last error."""
+    from backend.jobs import outbox as ob
+    from backend.jobs.models import OutboxStatus
+
+    async def run(_: Settings) -> None:
+        events = await ob.list_events(status=OutboxStatus(status) if status else None, limit=limit)
+        if not events:
+            click.echo("no events")
+        for e in events:
+            click.echo(f"{e.event_id}  {e.status:<8} attempts={e.attempts}/{e.max_attempts}  "
+                       f"{e.topic}  created={e.created_at.isoformat(timespec='seconds')}")
+            if e.last_error:
+                click.echo("    last error: " + e.last_error.splitlines()[0])
+
+    run_with_db(run)
+
+
+@outbox.command("replay")
+@click.argument("event_id")
+def outbox_replay(event_id: str) -> None:
+    """Give a dead event a fresh set of attempts."""
+    from backend.errors import DomainError
+    from backend.jobs import outbox as ob
+
+    try:
+        eid = uuid.UUID(event_id)
+    except ValueError:
+        click.echo(f"not an event id: {event_id}", err=True)
+        sys.exit(2)
+
+    async def run(_: Settings) -> None:
+        try:
+            event = await ob.replay(event_id=eid)
+        except DomainError as exc:
+            click.echo(f"{exc.code}: {exc.message}", err=True)
+            sys.exit(1)
+        click.echo(f"{event.event_id} is pending again ({event.topic})")
+
+    run_with_db(run)
+
+
+@main.group()
+def audit() -> None:
+    """The hash-chained audit log."""
+
+
+@audit.command("verify")
+def audit_verify() -> None:
+    """Walk the chain; name the first row altered, removed or reordered (exit 1)."""
+    from backend.audit import service
+
+    report = run_with_db(lambda _: service.verify())
+    if report.ok:
+        click.echo(f"audit chain intact: {report.rows} rows")
+        return
+    assert report.problem is not None
+    click.echo(f"audit chain BROKEN ({report.problem.kind}): {report.problem.message}", err=True)
+    sys.exit(1)
+
+
+@main.group()
+def demo() -> None:
+    """Demo data for `make run`."""
+
+
+@demo.command("load")
+def demo_load() -> None:
+    """Load the demo data once; running it again changes nothing."""
+    from backend import demo as demo_data
+
+    loaded = run_with_db(lambda s: demo_data.load(s))
+    click.echo("demo data loaded" if loaded else "demo data already present; nothing to do")
+    for line in demo_data.describe():
+        click.echo("  " + line)
+
+
+@main.group("settings")
+def settings_group() -> None:
+    """Configuration."""
+
+
+@settings_group.command("doc")
+def settings_doc() -> None:
+    """Print the configuration table (Markdown) that the README carries."""
+    from backend.settings import markdown_table
+
+    click.echo(markdown_table())
+
+
+@settings_group.command("check")
+def settings_check() -> None:
+    """Load settings as the server would; exit 2 naming what is wrong."""
+    s = _settings()
+    click.echo(f"settings ok (env={s.env}, database={s.database_url.split('://', 1)[0]}, "
+               f"redis={'in-process' if s.redis_embedded else 'server'})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The clerk-facing HTTP surface (/api/v1/staff)."""

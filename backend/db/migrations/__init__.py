@@ -1,0 +1,1 @@
+"""palmhall migrations (tortoise native)."""

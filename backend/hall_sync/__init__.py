@@ -1,0 +1,1 @@
+"""The main hall (实体大厅) gateway: push cases, receive status, reconcile."""

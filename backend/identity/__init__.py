@@ -1,0 +1,1 @@
+"""Residents, real-name data, staff, roles and tokens."""

@@ -1,0 +1,1 @@
+"""The anonymous HTTP surface (health, catalog, halls, progress, certificate verify)."""

@@ -1,0 +1,207 @@
+"""One typed Settings object read from the environment (12-factor)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+Env = Literal["development", "test", "production"]
+
+# Values that mean "nobody set this": refused in production whatever the name.
+_PLACEHOLDERS = {"", "changeme", "change-me", "secret", "dev", "test", "placeholder", "xxx"}
+DEV_PREFIX = "dev-"
+
+
+@dataclass(frozen=True)
+class Var:
+    """One environment variable: its name, default, meaning and whether it is a secret."""
+
+    name: str
+    field: str
+    default: str
+    meaning: str
+    secret: bool = False
+
+
+# The single source of truth for configuration; the README table is generated from it
+# (`palmhall settings doc`) and a test keeps the two in step.
+VARS: tuple[Var, ...] = (
+    Var("PALMHALL_ENV", "env", "development", "`development`, `test` or `production`; production refuses missing or development secrets"),
+    Var("DATABASE_URL", "database_url", "sqlite://var/palmhall.sqlite3", "relational store: `sqlite://PATH` (embedded) or `postgres://user:pass@host:5432/db` (asyncpg)"),
+    Var("DATABASE_POOL_MAX", "database_pool_max", "10", "PostgreSQL connections per process"),
+    Var("REDIS_URL", "redis_url", "", "Redis for cache, locks, rate limits, nonces and pub/sub; empty runs an in-process fake Redis (single process only)"),
+    Var("HOST", "host", "127.0.0.1", "address `palmhall serve` binds"),
+    Var("PORT", "port", "8000", "port `palmhall serve` binds"),
+    Var("WEB_WORKERS", "web_workers", "2", "Sanic worker processes per `serve` (forced to 1 with the in-process Redis)"),
+    Var("EMBEDDED_WORKER", "embedded_worker", "auto", "run the outbox worker and periodic tasks inside `serve`: `auto` (only with the in-process Redis), `true`, `false`"),
+    Var("PUBLIC_BASE_URL", "public_base_url", "http://127.0.0.1:8000", "external base URL used in QR codes and links"),
+    Var("LOG_LEVEL", "log_level", "INFO", "log level of the JSON-lines logs"),
+    Var("SECRETS_FILE", "secrets_file", "var/secrets.json", "development only: where generated secrets are kept (git-ignored)"),
+    Var("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir", "", "directory for multi-process metrics; `serve` creates one under `var/` when unset"),
+    Var("PALMHALL_SECRET_KEY", "secret_key", "", "signs tokens and QR links (≥ 32 chars)", secret=True),
+    Var("PALMHALL_HASH_KEY", "hash_key", "", "keys the hash used to find encrypted personal data (≥ 32 chars)", secret=True),
+    Var("PALMHALL_DATA_KEYS", "data_keys", "", "AES-256-GCM keys for personal data at rest: `kid:base64key[,kid:base64key...]`, first one encrypts", secret=True),
+    Var("OUTBOX_LEASE_SECONDS", "outbox_lease_seconds", "60", "how long a claimed outbox event stays with its worker before another may take it"),
+    Var("OUTBOX_MAX_ATTEMPTS", "outbox_max_attempts", "10", "attempts before an outbox event is dead"),
+    Var("OUTBOX_BACKOFF_BASE_SECONDS", "outbox_backoff_base", "2", "first retry delay; doubles each attempt, with jitter"),
+    Var("OUTBOX_BACKOFF_MAX_SECONDS", "outbox_backoff_max", "3600", "longest retry delay"),
+    Var("OUTBOX_POLL_SECONDS", "outbox_poll_seconds", "0.5", "how often an idle worker looks for due events"),
+    Var("OUTBOX_BATCH", "outbox_batch", "20", "events one worker claims at a time (run concurrently)"),
+    Var("WECHAT_APP_ID", "wechat_app_id", "wx0000000000000000", "WeChat mini program AppID"),
+    Var("WECHAT_APP_SECRET", "wechat_app_secret", "", "WeChat mini program AppSecret", secret=True),
+    Var("WECHAT_API_BASE", "wechat_api_base", "https://api.weixin.qq.com", "WeChat API base URL (a loopback fake in tests)"),
+    Var("ALIPAY_APP_ID", "alipay_app_id", "2021000000000000", "Alipay mini program app id"),
+    Var("ALIPAY_APP_PRIVATE_KEY", "alipay_app_private_key", "", "our RSA2 private key for Alipay (PEM or base64 PKCS#8)", secret=True),
+    Var("ALIPAY_PUBLIC_KEY", "alipay_public_key", "", "Alipay's RSA2 public key that signs its answers and notifications"),
+    Var("ALIPAY_GATEWAY", "alipay_gateway", "https://openapi.alipay.com/gateway.do", "Alipay OpenAPI gateway (a loopback fake in tests)"),
+    Var("HALL_API_BASE", "hall_api_base", "http://127.0.0.1:8900", "main hall (一窗受理) API base URL"),
+    Var("HALL_APP_ID", "hall_app_id", "palmhall", "our app id at the main hall"),
+    Var("HALL_APP_SECRET", "hall_app_secret", "", "HMAC secret shared with the main hall", secret=True),
+)
+
+_BY_FIELD = {v.field: v for v in VARS}
+
+
+class SettingsError(RuntimeError):
+    """Configuration that must not run; the message names the variable."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    env: Env = "development"
+    database_url: str = "sqlite://var/palmhall.sqlite3"
+    database_pool_max: int = Field(10, ge=1)
+    redis_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    web_workers: int = Field(2, ge=1)
+    embedded_worker: Literal["auto", "true", "false"] = "auto"
+    public_base_url: str = "http://127.0.0.1:8000"
+    log_level: str = "INFO"
+    secrets_file: str = "var/secrets.json"
+    prometheus_multiproc_dir: str = ""
+    secret_key: str = ""
+    hash_key: str = ""
+    data_keys: str = ""
+    outbox_lease_seconds: float = Field(60, gt=0)
+    outbox_max_attempts: int = Field(10, ge=1)
+    outbox_backoff_base: float = Field(2, ge=0)
+    outbox_backoff_max: float = Field(3600, ge=0)
+    outbox_poll_seconds: float = Field(0.5, gt=0)
+    outbox_batch: int = Field(20, ge=1)
+    wechat_app_id: str = "wx0000000000000000"
+    wechat_app_secret: str = ""
+    wechat_api_base: str = "https://api.weixin.qq.com"
+    alipay_app_id: str = "2021000000000000"
+    alipay_app_private_key: str = ""
+    alipay_public_key: str = ""
+    alipay_gateway: str = "https://openapi.alipay.com/gateway.do"
+    hall_api_base: str = "http://127.0.0.1:8900"
+    hall_app_id: str = "palmhall"
+    hall_app_secret: str = ""
+
+    # ---- derived -------------------------------------------------------
+    @property
+    def redis_embedded(self) -> bool:
+        return not self.redis_url
+
+    @property
+    def runs_embedded_worker(self) -> bool:
+        if self.embedded_worker == "auto":
+            return self.redis_embedded
+        return self.embedded_worker == "true"
+
+    @property
+    def effective_web_workers(self) -> int:
+        # An in-process fake Redis cannot be shared between processes: one worker only.
+        return 1 if self.redis_embedded else self.web_workers
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return self.model_copy(update=changes)
+
+    # ---- loading -------------------------------------------------------
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        raw: dict[str, Any] = {}
+        for var in VARS:
+            if var.name in environ:
+                raw[var.field] = environ[var.name].strip()
+        env = raw.get("env", "development")
+        try:
+            settings = cls(**raw)
+        except ValidationError as exc:
+            bad = ", ".join(
+                f"{_BY_FIELD[str(err['loc'][0])].name}: {err['msg']}" for err in exc.errors()
+            )
+            raise SettingsError(f"invalid configuration: {bad}") from None
+        if env == "production":
+            settings.check_production()
+            return settings
+        return settings.with_dev_secrets()
+
+    def with_dev_secrets(self) -> Settings:
+        """Fill missing secrets from (or into) the git-ignored secrets file."""
+        missing = [v for v in VARS if v.secret and not getattr(self, v.field)]
+        if not missing:
+            return self
+        path = Path(self.secrets_file)
+        stored: dict[str, str] = {}
+        if path.exists():
+            stored = json.loads(path.read_text(encoding="utf-8"))
+        changed = False
+        for var in missing:
+            if var.name not in stored:
+                stored[var.name] = _generate(var.name)
+                changed = True
+        if changed:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(stored, indent=2, sort_keys=True), encoding="utf-8")
+            tmp.chmod(0o600)
+            tmp.replace(path)
+        return self.with_overrides(**{v.field: stored[v.name] for v in missing})
+
+    def check_production(self) -> None:
+        for var in VARS:
+            if not var.secret:
+                continue
+            value = getattr(self, var.field)
+            if not value:
+                raise SettingsError(f"{var.name} is not set; production refuses to start without it")
+            if value.lower() in _PLACEHOLDERS or DEV_PREFIX in value.lower()[:8]:
+                raise SettingsError(f"{var.name} holds a development value; set a real secret")
+            if var.field in ("secret_key", "hash_key") and len(value) < 32:
+                raise SettingsError(f"{var.name} is shorter than 32 characters")
+        if self.redis_embedded:
+            raise SettingsError("REDIS_URL is not set; production needs a real Redis")
+        if self.database_url.startswith("sqlite"):
+            raise SettingsError("DATABASE_URL points at SQLite; production needs PostgreSQL")
+
+
+def _generate(name: str) -> str:
+    if name == "PALMHALL_DATA_KEYS":
+        import base64
+
+        return f"{DEV_PREFIX}1:" + base64.b64encode(secrets.token_bytes(32)).decode()
+    return DEV_PREFIX + secrets.token_urlsafe(32)
+
+
+def markdown_table() -> str:
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for var in VARS:
+        default = "*(generated in development)*" if var.secret else (f"`{var.default}`" if var.default else "*(empty)*")
+        rows.append(f"| `{var.name}` | {default} | {var.meaning} |")
+    return "\n".join(rows)

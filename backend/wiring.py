@@ -1,0 +1,12 @@
+"""Modules that register outbox handlers and periodic tasks; imported by every process."""
+
+from __future__ import annotations
+
+import importlib
+
+HANDLER_MODULES: list[str] = []
+
+
+def load(extra: list[str] | None = None) -> None:
+    for name in [*HANDLER_MODULES, *(extra or [])]:
+        importlib.import_module(name)

@@ -1,0 +1,1 @@
+"""Kiosk devices: registration, signed requests, the kiosk HTTP surface (/api/v1/kiosk)."""
