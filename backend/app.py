@@ -72,7 +72,7 @@ def _register_blueprints(app: Sanic) -> None:
 def _register_middleware(app: Sanic) -> None:
     access = logging.getLogger("palmhall.access")
 
-    @app.on_request(priority=100)
+    @app.on_request(priority=100)  # type: ignore[call-arg]
     async def assign_request_id(request: Request) -> None:
         incoming = request.headers.get("x-request-id", "")
         rid = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex

@@ -236,11 +236,23 @@ def settings_group() -> None:
 
 
 @settings_group.command("doc")
-def settings_doc() -> None:
+@click.option("--readme", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="rewrite the table between the settings markers of this file")
+def settings_doc(readme: str | None) -> None:
     """Print the configuration table (Markdown) that the README carries."""
+    import re
+
     from backend.settings import markdown_table
 
-    click.echo(markdown_table())
+    table = markdown_table()
+    if readme is None:
+        click.echo(table)
+        return
+    text = Path(readme).read_text(encoding="utf-8")
+    new = re.sub(r"(<!-- settings:start -->\n).*?(\n<!-- settings:end -->)",
+                 lambda m: m.group(1) + table + m.group(2), text, flags=re.S)
+    Path(readme).write_text(new, encoding="utf-8")
+    click.echo(f"{readme}: configuration table {'updated' if new != text else 'already current'}")
 
 
 @settings_group.command("check")

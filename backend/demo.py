@@ -11,13 +11,14 @@ from backend.settings import Settings
 
 MARKER = "demo_data"
 
+Loader = Callable[[Settings], Awaitable[None]]
 # (name, loader, what it prints for the person running `make run`)
-Step = tuple[str, Callable[[Settings], Awaitable[None]], str]
+Step = tuple[str, Loader, str]
 STEPS: list[Step] = []
 
 
-def step(name: str, description: str) -> Callable[[Callable[[Settings], Awaitable[None]]], Callable[[Settings], Awaitable[None]]]:
-    def register(fn: Callable[[Settings], Awaitable[None]]) -> Callable[[Settings], Awaitable[None]]:
+def step(name: str, description: str) -> Callable[[Loader], Loader]:
+    def register(fn: Loader) -> Loader:
         STEPS.append((name, fn, description))
         return fn
 

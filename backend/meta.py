@@ -8,7 +8,7 @@ from tortoise.models import Model
 
 class Meta(Model):
     key = fields.CharField(max_length=100, primary_key=True)
-    value = fields.JSONField()
+    value: fields.Field = fields.JSONField()
     updated_at = fields.DatetimeField(auto_now=True)
 
     class Meta:

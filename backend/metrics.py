@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -32,7 +34,7 @@ def observe(method: str, route: str, status: int, seconds: float) -> None:
     LATENCY.labels(*labels).observe(seconds)
 
 
-def render(outbox: dict) -> tuple[bytes, str]:
+def render(outbox: dict[str, Any]) -> tuple[bytes, str]:
     """Process metrics (all processes' when multi-process) plus gauges read from the database."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
@@ -46,10 +48,10 @@ def render(outbox: dict) -> tuple[bytes, str]:
 
 
 class _OutboxCollector:
-    def __init__(self, outbox: dict) -> None:
+    def __init__(self, outbox: dict[str, Any]) -> None:
         self.outbox = outbox
 
-    def collect(self):  # type: ignore[no-untyped-def]
+    def collect(self) -> Iterator[GaugeMetricFamily]:
         rows = GaugeMetricFamily("palmhall_outbox_events", "Outbox events by status", labels=["status"])
         for status, n in sorted(self.outbox["counts"].items()):
             rows.add_metric([status], n)

@@ -15,7 +15,7 @@ class AuditEntry(Model):
     action = fields.CharField(max_length=80)
     target_kind = fields.CharField(max_length=40, null=True)
     target_id = fields.CharField(max_length=64, null=True)
-    details = fields.JSONField(default=dict)
+    details: fields.Field = fields.JSONField(default=dict)
     request_id = fields.CharField(max_length=64, null=True)
     created_at = fields.DatetimeField()
     prev_hash = fields.CharField(max_length=64)

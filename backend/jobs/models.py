@@ -21,7 +21,7 @@ class OutboxEvent(Model):
     # The event id is the idempotency key handlers use; stable across retries and replays.
     event_id = fields.UUIDField(unique=True)
     topic = fields.CharField(max_length=100)
-    payload = fields.JSONField()
+    payload: fields.Field = fields.JSONField()
     # Events with the same key are run in the order they were written (e.g. one case's steps).
     ordering_key = fields.CharField(max_length=100, null=True)
     status = fields.CharEnumField(OutboxStatus, max_length=10, default=OutboxStatus.PENDING)
@@ -31,7 +31,7 @@ class OutboxEvent(Model):
     available_at = fields.BigIntField()
     lease_until = fields.BigIntField(null=True)
     locked_by = fields.CharField(max_length=100, null=True)
-    done_handlers = fields.JSONField(default=list)
+    done_handlers: fields.Field = fields.JSONField(default=list)
     last_error = fields.TextField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     finished_at = fields.DatetimeField(null=True)

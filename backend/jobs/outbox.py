@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -122,6 +123,6 @@ async def stats() -> dict[str, Any]:
         .values_list("created_at", flat=True)
     )
     age = 0.0
-    if oldest is not None:
+    if isinstance(oldest, datetime):
         age = max(0.0, (clock.now() - oldest).total_seconds())
     return {"counts": counts, "oldest_pending_age_seconds": age}

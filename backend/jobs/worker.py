@@ -93,8 +93,8 @@ class Worker:
             params: list[Any] = [self.name, lease, now, self.config.batch]
         else:
             params = [self.name, lease, now, now, self.config.batch]
-        _, rows = await conn.execute_query(sql, params)
-        return [dict(r) for r in rows]
+        # execute_query_dict: tortoise's execute_query drops the rows of an UPDATE on asyncpg.
+        return await conn.execute_query_dict(sql, params)
 
     async def run_once(self) -> int:
         """Claim one batch and run it to the end; returns how many events were claimed."""

@@ -1,0 +1,227 @@
+"""Shared fixtures: a migrated database per test, Redis, and a live palmhall on loopback.
+
+The suite runs on the embedded default (SQLite file, in-process fake Redis). When
+DATABASE_URL / REDIS_URL point at real servers (CI's second run), the same tests run there:
+PostgreSQL gets a scratch database migrated once and truncated between tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import pytest
+from sanic import Sanic
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from backend import clock, db  # noqa: E402
+from backend.settings import Settings  # noqa: E402
+from backend.stores import make_redis  # noqa: E402
+
+TEST_SECRETS = {
+    "secret_key": "test-secret-key-0123456789abcdef0123456789",
+    "hash_key": "test-hash-key-0123456789abcdef0123456789abc",
+    "data_keys": "k1:" + "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+    "wechat_app_secret": "test-wechat-secret",
+    "alipay_app_private_key": "test-alipay-key",
+    "hall_app_secret": "test-hall-secret",
+}
+
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+REDIS_URL = os.environ.get("REDIS_URL", "")
+ON_POSTGRES = DATABASE_URL.startswith(("postgres", "postgresql"))
+
+postgres_only = pytest.mark.skipif(not ON_POSTGRES, reason="needs DATABASE_URL pointing at PostgreSQL")
+real_redis_only = pytest.mark.skipif(not REDIS_URL, reason="needs REDIS_URL pointing at a Redis server")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return (f"palmhall stores: database={'postgres' if ON_POSTGRES else 'sqlite'}, "
+            f"redis={'server' if REDIS_URL else 'in-process fake'}")
+
+
+# ---- database -------------------------------------------------------------
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+async def _pg_admin(url: str, sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(_with_database(url, "postgres").replace("postgres://", "postgresql://", 1))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@dataclass
+class Database:
+    url: str
+    template: Path | None  # SQLite: a migrated file each test copies
+
+
+@pytest.fixture(scope="session")
+def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    if ON_POSTGRES:
+        given = urlsplit(DATABASE_URL).path.lstrip("/")
+        if given.startswith(("palmhall_ci_", "palmhall_test")):
+            # A scratch database made for this run (.ci/run): the suite owns it.
+            asyncio.run(db.migrate(DATABASE_URL))
+            yield Database(url=DATABASE_URL, template=None)
+            return
+        # Any other database is never touched: the suite makes its own beside it.
+        name = f"palmhall_test_{os.getpid()}"
+        url = _with_database(DATABASE_URL, name)
+        asyncio.run(_pg_admin(DATABASE_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(_pg_admin(DATABASE_URL, f'CREATE DATABASE "{name}"'))
+        asyncio.run(db.migrate(url))
+        yield Database(url=url, template=None)
+        asyncio.run(_pg_admin(DATABASE_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        return
+    template = tmp_path_factory.mktemp("db") / "template.sqlite3"
+    asyncio.run(db.migrate(f"sqlite://{template}"))
+    yield Database(url="", template=template)
+
+
+async def _truncate_all() -> None:
+    conn = db.connection()
+    _, rows = await conn.execute_query(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename NOT LIKE 'tortoise_%'"
+    )
+    tables = ", ".join(f'"{r["tablename"]}"' for r in rows)
+    if tables:
+        await conn.execute_script(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture
+def database_url(database: Database, tmp_path: Path) -> str:
+    if database.template is None:
+        return database.url
+    path = tmp_path / "palmhall.sqlite3"
+    shutil.copy(database.template, path)
+    return f"sqlite://{path}"
+
+
+@pytest.fixture
+async def orm(database_url: str) -> AsyncIterator[str]:
+    """The ORM open on a clean, migrated database for this test."""
+    await db.init(database_url, pool_max=20)
+    if ON_POSTGRES:
+        await _truncate_all()
+    try:
+        yield database_url
+    finally:
+        await db.close()
+
+
+# ---- redis ----------------------------------------------------------------
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[Any]:
+    client = make_redis(REDIS_URL)
+    if REDIS_URL:
+        await client.flushdb()
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+# ---- settings and a live server -------------------------------------------
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        env="test",
+        database_url=database_url,
+        redis_url=REDIS_URL,
+        embedded_worker="false",
+        secrets_file=str(tmp_path / "secrets.json"),
+        log_level="WARNING",
+        **TEST_SECRETS,
+    )
+
+
+@dataclass
+class Live:
+    app: Sanic
+    url: str
+    client: httpx.AsyncClient
+
+
+def free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.set_inheritable(True)
+    return sock
+
+
+async def start_app(app: Sanic) -> tuple[Any, str]:
+    """Serve a Sanic app on loopback inside the running event loop; returns (server, url)."""
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    server = await app.create_server(sock=sock, return_asyncio_server=True, access_log=False)
+    assert server is not None
+    await server.startup()
+    await server.before_start()
+    await server.after_start()
+    await server.start_serving()
+    return server, f"http://127.0.0.1:{port}"
+
+
+async def stop_app(server: Any) -> None:
+    await server.before_stop()
+    await server.close()
+    await server.after_stop()
+
+
+@pytest.fixture
+async def live(settings: Settings) -> AsyncIterator[Live]:
+    """palmhall serving real HTTP on loopback; tests may also use the ORM directly."""
+    from backend.app import create_app
+
+    Sanic.test_mode = True
+    app = create_app(settings, name=f"palmhall_{uuid.uuid4().hex[:8]}")
+    server, url = await start_app(app)
+    if ON_POSTGRES:
+        await _truncate_all()
+    if REDIS_URL:
+        await app.ctx.redis.flushdb()
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        try:
+            yield Live(app=app, url=url, client=client)
+        finally:
+            await stop_app(server)
+            Sanic._app_registry.pop(app.name, None)
+
+
+@pytest.fixture
+def frozen_clock() -> Iterator[clock.FrozenClock]:
+    from datetime import UTC, datetime
+
+    c = clock.FrozenClock(datetime(2026, 3, 2, 1, 0, tzinfo=UTC))
+    previous = clock.use(c)
+    try:
+        yield c
+    finally:
+        clock.use(previous)
