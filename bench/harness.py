@@ -352,6 +352,10 @@ def format_table(title: str, rows: Sequence[dict[str, Any]]) -> str:
     for r in rows:
         if r["errors"]:
             lines.append(f"  {r['server']} errors: {r['error_kinds']}")
+        if r.get("server_cpu", 1.0) < 0.9:
+            lines.append(f"  note: {r['server']} used {r['server_cpu']:.0%} of a core, so it was "
+                         "not the bottleneck (it waited on a store, the client or other work on "
+                         "this machine); such numbers are noisy")
     return "\n".join(lines)
 
 
@@ -375,6 +379,6 @@ def compare(target_url_path: str = HEALTH_PATH, duration: float = 10.0, concurre
         results.append(measure(palmhall, plan, duration=duration, concurrency=concurrency,
                                **load_kwargs))
     title = (f"{target_url_path}: {duration:g} s per server, {concurrency} keep-alive "
-             f"connections, 1 server process, loopback; {os.cpu_count()} CPUs")
+             f"connections, 1 worker process each, loopback, {os.cpu_count()} CPUs")
     print(format_table(title, results), flush=True)
     return results
