@@ -12,7 +12,9 @@ from sanic import Request, Sanic
 from sanic.response import HTTPResponse
 from sanic_ext import Extend
 
-from backend import db, errors, logs, metrics, wiring
+from backend import db, errors, logs, metrics, providers, wiring
+from backend.crypto import KeyRing
+from backend.identity.service import TokenConfig
 from backend.jobs.periodic import Scheduler
 from backend.jobs.worker import Worker, WorkerConfig
 from backend.settings import Settings
@@ -37,6 +39,8 @@ def worker_config(settings: Settings) -> WorkerConfig:
 def create_app(settings: Settings | None = None, *, name: str = APP_NAME) -> Sanic:
     settings = settings or Settings.from_env()
     app = Sanic(name, log_config=logs.log_config(settings.log_level), configure_logging=True)
+    if settings.fakes_enabled:
+        settings = providers.mount_fakes(app, settings)
     app.config.ACCESS_LOG = False  # our own access line below carries the request id
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.REQUEST_MAX_SIZE = 25 * 1024 * 1024
@@ -45,6 +49,11 @@ def create_app(settings: Settings | None = None, *, name: str = APP_NAME) -> San
     app.config.OAS_UI_REDOC = True
     app.config.CORS = False
     app.ctx.settings = settings
+    app.ctx.keyring = KeyRing.parse(settings.data_keys)
+    app.ctx.token_config = TokenConfig(
+        secret=settings.secret_key, access_ttl=settings.access_token_ttl,
+        refresh_ttl_days=settings.refresh_token_ttl_days, staff_ttl=settings.staff_token_ttl,
+    )
     Extend(app)
     app.ext.openapi.describe(
         "palmhall API",
@@ -62,11 +71,14 @@ def create_app(settings: Settings | None = None, *, name: str = APP_NAME) -> San
 
 
 def _register_blueprints(app: Sanic) -> None:
+    from backend.counter.views import bp as counter_bp
     from backend.public.views import bp as public_bp
     from backend.public.views import ops
+    from kiosks.views import bp as kiosk_bp
+    from miniprogram_api.views import bp as mp_bp
 
-    app.blueprint(public_bp)
-    app.blueprint(ops)
+    for bp in (public_bp, ops, mp_bp, counter_bp, kiosk_bp):
+        app.blueprint(bp)
 
 
 def _register_middleware(app: Sanic) -> None:
@@ -101,6 +113,7 @@ def _register_listeners(app: Sanic, settings: Settings) -> None:
         wiring.load()
         await db.init(settings.database_url, pool_max=settings.database_pool_max)
         app.ctx.redis = make_redis(settings.redis_url)
+        app.ctx.providers = providers.build(settings, app.ctx.redis)
         if settings.redis_embedded:
             log.info("REDIS_URL is not set: using an in-process fake Redis; "
                      "serving with a single worker process")
@@ -128,5 +141,6 @@ def _register_listeners(app: Sanic, settings: Settings) -> None:
 
     @app.after_server_stop
     async def close_stores(app: Sanic) -> None:
+        await app.ctx.providers.aclose()
         await app.ctx.redis.aclose()
         await db.close()

@@ -80,7 +80,11 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     app.prepare(host=host, port=port, workers=n, single_process=(n == 1), motd=False)
     mode = "in-process Redis, single process" if settings.redis_embedded else f"{n} worker processes"
     click.echo(f"palmhall on http://{host}:{port} ({mode}); API docs at http://{host}:{port}/docs")
-    Sanic.serve(primary=app, app_loader=loader)
+    if n == 1:
+        # Truly one process: the in-process Redis and embedded worker live beside the server.
+        Sanic.serve_single(primary=app)
+    else:
+        Sanic.serve(primary=app, app_loader=loader)
 
 
 @main.command()
@@ -228,6 +232,162 @@ def demo_load() -> None:
     click.echo("demo data loaded" if loaded else "demo data already present; nothing to do")
     for line in demo_data.describe():
         click.echo("  " + line)
+
+
+@main.group()
+def hall() -> None:
+    """Service halls (full catalog tools come with the catalog)."""
+
+
+@hall.command("create")
+@click.option("--code", required=True, help="short code, e.g. HX-01")
+@click.option("--name", required=True)
+@click.option("--region", "region_code", required=True, help="6-digit county or 9-digit township code")
+@click.option("--address", default="")
+def hall_create(code: str, name: str, region_code: str, address: str) -> None:
+    """Create a hall."""
+    from backend.catalog import service as catalog
+
+    async def run(_: Settings) -> None:
+        h = await catalog.create_hall(code=code, name=name, region_code=region_code, address=address)
+        click.echo(f"hall {h.code} created (id {h.id})")
+
+    _domain_errors(run)
+
+
+def _domain_errors(fn: Callable[[Settings], Awaitable[Any]]) -> Any:
+    """Run with the database; a domain error is printed for the operator and exits 1."""
+    from backend.errors import DomainError
+
+    async def guarded(settings: Settings) -> Any:
+        try:
+            return await fn(settings)
+        except DomainError as exc:
+            click.echo(f"{exc.code}: {exc.message}", err=True)
+            sys.exit(1)
+        except ValueError as exc:
+            click.echo(f"invalid: {exc}", err=True)
+            sys.exit(2)
+
+    return run_with_db(guarded)
+
+
+ROLES = ["clerk", "hall_admin", "auditor", "admin"]
+
+
+@main.group()
+def staff() -> None:
+    """Staff accounts and their roles per hall."""
+
+
+@staff.command("create")
+@click.option("--username", required=True)
+@click.option("--name", "display_name", required=True, help="name shown at the counter")
+@click.option("--hall", "hall_code", required=True, help="hall code")
+@click.option("--role", type=click.Choice(ROLES), required=True)
+def staff_create(username: str, display_name: str, hall_code: str, role: str) -> None:
+    """Create an account; prints a one-time password that must be changed at first login."""
+    from backend.identity import service as identity
+    from backend.identity.models import StaffRole
+
+    async def run(_: Settings) -> None:
+        member, password = await identity.create_staff(username=username, display_name=display_name,
+                                                       hall_code=hall_code, role=StaffRole(role))
+        click.echo(f"staff {member.username} created as {role} in {hall_code}")
+        click.echo(f"one-time password: {password}")
+
+    _domain_errors(run)
+
+
+@staff.command("grant")
+@click.option("--username", required=True)
+@click.option("--hall", "hall_code", required=True)
+@click.option("--role", type=click.Choice(ROLES), required=True)
+@click.option("--revoke", is_flag=True, help="take the role away instead")
+def staff_grant(username: str, hall_code: str, role: str, revoke: bool) -> None:
+    """Give (or with --revoke take) a role in a hall; takes effect on the next request."""
+    from backend.identity import service as identity
+    from backend.identity.models import StaffRole
+
+    async def run(_: Settings) -> None:
+        await identity.change_grant(username=username, hall_code=hall_code, role=StaffRole(role),
+                                    grant=not revoke, actor_kind="operator", actor_id="cli")
+        click.echo(f"{'revoked' if revoke else 'granted'} {role} in {hall_code} for {username}")
+
+    _domain_errors(run)
+
+
+@main.group()
+def kiosk() -> None:
+    """Kiosk devices."""
+
+
+@kiosk.command("register")
+@click.option("--hall", "hall_code", required=True)
+@click.option("--name", default="自助终端")
+def kiosk_register(hall_code: str, name: str) -> None:
+    """Register a device; prints its id and secret (shown once, stored encrypted)."""
+    from backend.crypto import KeyRing
+    from backend.identity import service as identity
+
+    async def run(settings: Settings) -> None:
+        device, secret = await identity.register_kiosk(hall_code=hall_code, name=name,
+                                                       keyring=KeyRing.parse(settings.data_keys))
+        click.echo(f"device id: {device.device_id}")
+        click.echo(f"secret:    {secret}")
+
+    _domain_errors(run)
+
+
+@kiosk.command("list")
+@click.option("--silent-minutes", type=int, default=10, help="no heartbeat for this long = silent")
+def kiosk_list(silent_minutes: int) -> None:
+    """Every device, its last contact and software version; silent ones flagged."""
+    from backend.identity import service as identity
+
+    async def run(_: Settings) -> None:
+        rows = await identity.list_kiosks(silent_after_minutes=silent_minutes)
+        if not rows:
+            click.echo("no kiosks")
+        for k in rows:
+            state = "DISABLED" if not k["enabled"] else ("SILENT" if k["silent"] else "ok")
+            click.echo(f"{k['device_id']}  hall={k['hall_id']}  {state:<8} last_seen={k['last_seen_at'] or 'never'}"
+                       f"  version={k['software_version'] or '-'}  {k['name']}")
+
+    _domain_errors(run)
+
+
+@kiosk.command("disable")
+@click.argument("device_id")
+@click.option("--enable", is_flag=True, help="enable again instead")
+def kiosk_disable(device_id: str, enable: bool) -> None:
+    """Refuse (or with --enable accept again) a device's requests."""
+    from backend.identity import service as identity
+
+    async def run(_: Settings) -> None:
+        await identity.set_kiosk_enabled(device_id=device_id, enabled=enable)
+        click.echo(f"{device_id} {'enabled' if enable else 'disabled'}")
+
+    _domain_errors(run)
+
+
+@main.group()
+def keys() -> None:
+    """Encryption keys for personal data."""
+
+
+@keys.command("rotate")
+def keys_rotate() -> None:
+    """Re-encrypt every ciphertext under the first key of PALMHALL_DATA_KEYS."""
+    from backend.crypto import KeyRing
+    from backend.identity import service as identity
+
+    async def run(settings: Settings) -> None:
+        ring = KeyRing.parse(settings.data_keys)
+        counts = await identity.rotate_keys(keyring=ring)
+        click.echo(f"re-encrypted under key {ring.current}: {counts['resident']} residents, {counts['kiosk']} kiosks")
+
+    _domain_errors(run)
 
 
 @main.group("settings")

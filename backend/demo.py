@@ -44,3 +44,40 @@ async def load(settings: Settings) -> bool:
 
 def describe() -> list[str]:
     return [desc for _, _, desc in STEPS]
+
+
+DEMO_HALL = "HX-01"
+DEMO_PASSWORD = "palmhall-demo-2026"  # noqa: S105 - local demo data only, printed by `make run`
+
+
+@step("hall", f"hall {DEMO_HALL} 西湖区转塘街道便民服务中心")
+async def _hall(settings: Settings) -> None:
+    from backend.catalog import service as catalog
+
+    async with db.transaction() as tx:
+        await catalog.create_hall(code=DEMO_HALL, name="西湖区转塘街道便民服务中心", region_code="330106011",
+                                  address="杭州市西湖区转塘街道象山路1号", using_db=tx)
+
+
+@step("staff", f"staff demo.clerk (clerk) and demo.admin (hall_admin), password {DEMO_PASSWORD}")
+async def _staff(settings: Settings) -> None:
+    from backend.identity import service as identity
+    from backend.identity.models import Staff, StaffRole
+
+    for username, name, role in (("demo.clerk", "演示窗口人员", StaffRole.CLERK),
+                                 ("demo.admin", "演示大厅管理员", StaffRole.HALL_ADMIN)):
+        member, _ = await identity.create_staff(username=username, display_name=name, hall_code=DEMO_HALL,
+                                                role=role, actor="demo")
+        # A known password is acceptable for local demo data only; production accounts get one-time ones.
+        await Staff.filter(id=member.id).update(password_hash=identity.hash_password(DEMO_PASSWORD),
+                                                must_change_password=False)
+
+
+@step("kiosk", "one kiosk in HX-01 (`palmhall kiosk list`; its secret was printed when it was registered)")
+async def _kiosk(settings: Settings) -> None:
+    from backend.crypto import KeyRing
+    from backend.identity import service as identity
+
+    device, secret = await identity.register_kiosk(hall_code=DEMO_HALL, name="演示自助终端",
+                                                   keyring=KeyRing.parse(settings.data_keys), actor="demo")
+    print(f"  demo kiosk {device.device_id} secret {secret}")

@@ -63,6 +63,14 @@ class DomainError(Exception):
         super().__init__(f"{code}: {self.message}")
 
 
+class InvalidValue(ValueError):
+    """A value a validator refuses: `code` is stable (e.g. "id_number.checksum"), the message Chinese."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(message)
+
+
 class FieldErrors(DomainError):
     """Validation failed; `details` lists every bad field at once."""
 
@@ -74,9 +82,12 @@ class FieldErrors(DomainError):
         fields = []
         for err in exc.errors():
             loc = ".".join(str(p) for p in err["loc"]) or "body"
-            ctx = err.get("ctx") or {}
-            message = ctx.get("zh") or _zh_message(err["type"], err["msg"])
-            fields.append({"field": prefix + loc, "code": err["type"], "message": message})
+            cause = (err.get("ctx") or {}).get("error")
+            if isinstance(cause, InvalidValue):
+                code, message = cause.code, str(cause)
+            else:
+                code, message = err["type"], _zh_message(err["type"], err["msg"])
+            fields.append({"field": prefix + loc, "code": code, "message": message})
         return cls(fields)
 
 
@@ -108,9 +119,9 @@ _ZH = {
 
 
 def _zh_message(kind: str, fallback: str) -> str:
-    if kind.startswith("value_error") and ":" in fallback:
+    if kind == "value_error":
         # Validators raise ValueError("中文说明"); pydantic prefixes "Value error, ".
-        return fallback.split(",", 1)[-1].strip()
+        return fallback.removeprefix("Value error, ").strip()
     return _ZH.get(kind, "格式不正确")
 
 

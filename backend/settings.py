@@ -64,6 +64,22 @@ VARS: tuple[Var, ...] = (
     Var("HALL_API_BASE", "hall_api_base", "http://127.0.0.1:8900", "main hall (一窗受理) API base URL"),
     Var("HALL_APP_ID", "hall_app_id", "palmhall", "our app id at the main hall"),
     Var("HALL_APP_SECRET", "hall_app_secret", "", "HMAC secret shared with the main hall", secret=True),
+    Var("REALNAME_API_BASE", "realname_api_base", "http://127.0.0.1:8000/_fakes/realname", "real-name verification service (a loopback fake in development and tests)"),
+    Var("REALNAME_APP_ID", "realname_app_id", "palmhall", "our app id at the real-name verification service"),
+    Var("REALNAME_SECRET", "realname_secret", "", "HMAC secret for the real-name verification service", secret=True),
+    Var("PLATFORM_FAKES", "platform_fakes", "auto", "serve fake WeChat, Alipay and real-name services under `/_fakes/` and point the clients at them: `auto` (development only), `true`, `false`; refused in production"),
+    Var("ACCESS_TOKEN_TTL_SECONDS", "access_token_ttl", "900", "lifetime of a resident access token"),
+    Var("REFRESH_TOKEN_TTL_DAYS", "refresh_token_ttl_days", "30", "lifetime of a resident refresh token (each is single-use)"),
+    Var("STAFF_TOKEN_TTL_SECONDS", "staff_token_ttl", "28800", "lifetime of a staff token (one shift)"),
+    Var("STAFF_LOCKOUT_ATTEMPTS", "staff_lockout_attempts", "5", "wrong passwords in a row that lock a staff account"),
+    Var("STAFF_LOCKOUT_MINUTES", "staff_lockout_minutes", "15", "how long a locked staff account stays locked"),
+    Var("KIOSK_CLOCK_SKEW_SECONDS", "kiosk_clock_skew", "300", "how far a kiosk's X-Timestamp may be from ours; nonces are kept this long twice"),
+    Var("RATE_LOGIN_IP", "rate_login_ip", "30/60", "logins per client IP: COUNT/SECONDS"),
+    Var("RATE_LOGIN_ACCOUNT", "rate_login_account", "10/60", "logins per resident identity or staff username"),
+    Var("RATE_REALNAME_RESIDENT", "rate_realname_resident", "5/3600", "real-name binding attempts per resident"),
+    Var("RATE_BOOKING_RESIDENT", "rate_booking_resident", "20/60", "booking requests per resident"),
+    Var("RATE_UPLOAD_RESIDENT", "rate_upload_resident", "30/60", "uploads per resident"),
+    Var("RATE_KIOSK", "rate_kiosk", "240/60", "requests per kiosk device"),
 )
 
 _BY_FIELD = {v.field: v for v in VARS}
@@ -107,6 +123,22 @@ class Settings(BaseModel):
     hall_api_base: str = "http://127.0.0.1:8900"
     hall_app_id: str = "palmhall"
     hall_app_secret: str = ""
+    realname_api_base: str = "http://127.0.0.1:8000/_fakes/realname"
+    realname_app_id: str = "palmhall"
+    realname_secret: str = ""
+    platform_fakes: Literal["auto", "true", "false"] = "auto"
+    access_token_ttl: int = Field(900, ge=60)
+    refresh_token_ttl_days: int = Field(30, ge=1)
+    staff_token_ttl: int = Field(28800, ge=300)
+    staff_lockout_attempts: int = Field(5, ge=1)
+    staff_lockout_minutes: int = Field(15, ge=1)
+    kiosk_clock_skew: int = Field(300, ge=10)
+    rate_login_ip: str = "30/60"
+    rate_login_account: str = "10/60"
+    rate_realname_resident: str = "5/3600"
+    rate_booking_resident: str = "20/60"
+    rate_upload_resident: str = "30/60"
+    rate_kiosk: str = "240/60"
 
     # ---- derived -------------------------------------------------------
     @property
@@ -123,6 +155,12 @@ class Settings(BaseModel):
     def effective_web_workers(self) -> int:
         # An in-process fake Redis cannot be shared between processes: one worker only.
         return 1 if self.redis_embedded else self.web_workers
+
+    @property
+    def fakes_enabled(self) -> bool:
+        if self.platform_fakes == "auto":
+            return self.env == "development"
+        return self.platform_fakes == "true"
 
     @property
     def is_production(self) -> bool:
@@ -189,6 +227,8 @@ class Settings(BaseModel):
             raise SettingsError("REDIS_URL is not set; production needs a real Redis")
         if self.database_url.startswith("sqlite"):
             raise SettingsError("DATABASE_URL points at SQLite; production needs PostgreSQL")
+        if self.platform_fakes == "true":
+            raise SettingsError("PLATFORM_FAKES=true serves fake platforms; never in production")
 
 
 def _generate(name: str) -> str:

@@ -145,20 +145,83 @@ async def redis() -> AsyncIterator[Any]:
         await client.aclose()
 
 
+# ---- the platforms' fakes, as real HTTP servers on loopback ------------------
+
+
+@dataclass
+class Platforms:
+    url: str
+    wechat: Any
+    alipay: Any
+    realname: Any
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "wechat_api_base": f"{self.url}/wechat", "wechat_app_id": self.wechat.app_id,
+            "wechat_app_secret": self.wechat.app_secret,
+            "alipay_gateway": f"{self.url}/alipay/gateway.do", "alipay_app_id": self.alipay.app_id,
+            "alipay_app_private_key": self.alipay.app_private_key_b64,
+            "alipay_public_key": self.alipay.alipay_public_key_b64,
+            "realname_api_base": f"{self.url}/realname", "realname_app_id": self.realname.app_id,
+            "realname_secret": self.realname.secret,
+        }
+
+
+@pytest.fixture(scope="session")
+def alipay_keys() -> Any:
+    """RSA key pairs made at test time, once: generating them per test would cost seconds."""
+    from backend.identity.alipay_fake import FakeAlipay
+
+    return FakeAlipay.generate(app_id="2021000000000001")
+
+
+@pytest.fixture
+async def platforms(alipay_keys: Any) -> AsyncIterator[Platforms]:
+    from backend.identity import alipay_fake, realname_fake, wechat_fake
+
+    Sanic.test_mode = True
+    app = Sanic(f"fakes_{uuid.uuid4().hex[:8]}")
+    wechat = wechat_fake.FakeWeChat(app_id="wx1234567890abcdef", app_secret="wechat-test-secret")
+    alipay = alipay_fake.FakeAlipay(
+        app_id=alipay_keys.app_id, app_public_key=alipay_keys.app_public_key,
+        alipay_private_key=alipay_keys.alipay_private_key, app_private_key_b64=alipay_keys.app_private_key_b64,
+        app_public_key_b64=alipay_keys.app_public_key_b64, alipay_public_key_b64=alipay_keys.alipay_public_key_b64,
+    )
+    realname = realname_fake.FakeRealName(app_id="palmhall-test", secret="realname-test-secret")
+    app.blueprint(wechat_fake.blueprint(wechat, url_prefix="/wechat"))
+    app.blueprint(alipay_fake.blueprint(alipay, url_prefix="/alipay"))
+    app.blueprint(realname_fake.blueprint(realname, url_prefix="/realname"))
+    server, url = await start_app(app)
+    try:
+        yield Platforms(url=url, wechat=wechat, alipay=alipay, realname=realname)
+    finally:
+        await stop_app(server)
+        Sanic._app_registry.pop(app.name, None)
+
+
 # ---- settings and a live server -------------------------------------------
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(
-        env="test",
-        database_url=database_url,
-        redis_url=REDIS_URL,
-        embedded_worker="false",
-        secrets_file=str(tmp_path / "secrets.json"),
-        log_level="WARNING",
+def settings_overrides() -> dict[str, Any]:
+    """Tests override this to change settings of the live server."""
+    return {}
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path, platforms: Platforms, settings_overrides: dict[str, Any]) -> Settings:
+    return Settings(**{
+        "env": "test",
+        "database_url": database_url,
+        "redis_url": REDIS_URL,
+        "embedded_worker": "false",
+        "platform_fakes": "false",
+        "secrets_file": str(tmp_path / "secrets.json"),
+        "log_level": "WARNING",
         **TEST_SECRETS,
-    )
+        **platforms.settings(),
+        **settings_overrides,
+    })
 
 
 @dataclass

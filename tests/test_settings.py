@@ -22,6 +22,7 @@ REAL = {
     "WECHAT_APP_SECRET": "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
     "ALIPAY_APP_PRIVATE_KEY": "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
     "HALL_APP_SECRET": "a-real-shared-secret-from-the-hall",
+    "REALNAME_SECRET": "a-real-secret-from-the-verifier",
 }
 
 

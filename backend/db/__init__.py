@@ -23,6 +23,8 @@ MODEL_MODULES: list[str] = [
     "backend.jobs.models",
     "backend.audit.models",
     "backend.meta",
+    "backend.catalog.models",
+    "backend.identity.models",
 ]
 
 

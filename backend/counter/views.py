@@ -1,0 +1,85 @@
+"""The counter surface (/api/v1/staff): staff login and hall-scoped work."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse, empty, json
+from sanic_ext import openapi
+
+from backend.http import bearer, body, client_ip, is_public, limit
+from backend.identity import service as identity
+from backend.identity import tokens
+from backend.identity.models import StaffRole
+from backend.identity.service import StaffPrincipal
+
+bp = Blueprint("counter", url_prefix="/api/v1/staff")
+
+
+class Login(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=200)
+
+
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    old_password: str = Field(min_length=1, max_length=200)
+    new_password: str = Field(min_length=1, max_length=200)
+
+
+@bp.on_request
+async def authenticate_staff(request: Request) -> None:
+    if is_public(request):
+        return
+    ctx = request.app.ctx
+    claims = tokens.verify(bearer(request), secret=ctx.settings.secret_key, kind="staff")
+    request.ctx.staff = await identity.staff_principal(staff_id=claims.subject, version=claims.version)
+
+
+def staff(request: Request) -> StaffPrincipal:
+    principal: StaffPrincipal = request.ctx.staff
+    return principal
+
+
+@bp.post("/auth/login", ctx_public=True)
+@openapi.summary("Staff login; five wrong passwords lock the account for a while")
+@openapi.tag("counter")
+@body(Login)
+async def login(request: Request, payload: Login) -> HTTPResponse:
+    s = request.app.ctx.settings
+    await limit(request, f"login:ip:{client_ip(request)}", s.rate_login_ip)
+    await limit(request, f"login:staff:{payload.username.lower()}", s.rate_login_account)
+    answer = await identity.staff_login(
+        username=payload.username, password=payload.password, config=request.app.ctx.token_config,
+        lockout_attempts=s.staff_lockout_attempts, lockout_minutes=s.staff_lockout_minutes,
+        ip=client_ip(request),
+    )
+    return json(answer, ensure_ascii=False)
+
+
+@bp.post("/auth/password")
+@openapi.summary("Change own password (required after the one-time password)")
+@openapi.tag("counter")
+@openapi.secured("staff")
+@body(PasswordChange)
+async def change_password(request: Request, payload: PasswordChange) -> HTTPResponse:
+    await identity.change_password(staff_id=staff(request).id, old=payload.old_password, new=payload.new_password)
+    return empty()
+
+
+@bp.get("/me")
+@openapi.summary("Own account and the roles held in each hall")
+@openapi.tag("counter")
+@openapi.secured("staff")
+async def me(request: Request) -> HTTPResponse:
+    return json(identity.describe_staff(staff(request)), ensure_ascii=False)
+
+
+@bp.get("/halls/<hall_id:int>/kiosks")
+@openapi.summary("The hall's kiosks, with those gone silent marked")
+@openapi.tag("counter")
+@openapi.secured("staff")
+async def hall_kiosks(request: Request, hall_id: int) -> HTTPResponse:
+    staff(request).require(hall_id, StaffRole.HALL_ADMIN, StaffRole.ADMIN, StaffRole.AUDITOR)
+    return json({"kiosks": await identity.list_kiosks(hall_id=hall_id)}, ensure_ascii=False)

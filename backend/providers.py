@@ -1,0 +1,67 @@
+"""The outside providers each process talks to, built from settings: real clients, or in
+development the loopback fakes palmhall serves itself under /_fakes/."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from sanic import Sanic
+
+from backend.identity.alipay import AlipayClient
+from backend.identity.realname import HttpRealNameVerifier, RealNameVerifier
+from backend.identity.wechat import WeChatClient
+from backend.settings import Settings
+
+FAKES_PREFIX = "/_fakes"
+
+
+@dataclass
+class Providers:
+    wechat: WeChatClient
+    alipay: AlipayClient
+    realname: RealNameVerifier
+
+    async def aclose(self) -> None:
+        await self.wechat.aclose()
+        await self.realname.aclose()
+
+
+def fake_settings(settings: Settings) -> dict[str, Any]:
+    """Where the clients find the fakes when this process serves them."""
+    base = f"http://127.0.0.1:{settings.port}{FAKES_PREFIX}"
+    return {"wechat_api_base": f"{base}/wechat", "alipay_gateway": f"{base}/alipay/gateway.do",
+            "realname_api_base": f"{base}/realname"}
+
+
+def mount_fakes(app: Sanic, settings: Settings) -> Settings:
+    """Development only: serve fake platforms on this server and point the clients at them."""
+    from backend.identity import alipay_fake, realname_fake, wechat_fake
+
+    wechat = wechat_fake.FakeWeChat(app_id=settings.wechat_app_id, app_secret=settings.wechat_app_secret)
+    wechat.codes = wechat_fake.AnyCode()  # any wx.login code logs in as "demo-<code>"
+    alipay = alipay_fake.FakeAlipay.generate(app_id=settings.alipay_app_id)
+    alipay.accept_any_code = True
+    realname = realname_fake.FakeRealName(app_id=settings.realname_app_id, secret=settings.realname_secret)
+    app.blueprint(wechat_fake.blueprint(wechat, url_prefix=f"{FAKES_PREFIX}/wechat"))
+    app.blueprint(alipay_fake.blueprint(alipay, url_prefix=f"{FAKES_PREFIX}/alipay"))
+    app.blueprint(realname_fake.blueprint(realname, url_prefix=f"{FAKES_PREFIX}/realname"))
+    app.ctx.fakes = {"wechat": wechat, "alipay": alipay, "realname": realname}
+    return settings.with_overrides(
+        **fake_settings(settings),
+        alipay_app_private_key=alipay.app_private_key_b64,
+        alipay_public_key=alipay.alipay_public_key_b64,
+    )
+
+
+def build(settings: Settings, redis: Redis) -> Providers:
+    return Providers(
+        wechat=WeChatClient(base_url=settings.wechat_api_base, app_id=settings.wechat_app_id,
+                            app_secret=settings.wechat_app_secret, redis=redis),
+        alipay=AlipayClient(gateway=settings.alipay_gateway, app_id=settings.alipay_app_id,
+                            app_private_key=settings.alipay_app_private_key,
+                            alipay_public_key=settings.alipay_public_key),
+        realname=HttpRealNameVerifier(settings.realname_api_base, settings.realname_app_id,
+                                      settings.realname_secret),
+    )

@@ -1,0 +1,77 @@
+"""The kiosk surface (/api/v1/kiosk): every request signed by a registered device."""
+
+from __future__ import annotations
+
+import hmac
+import re
+
+from pydantic import BaseModel, ConfigDict, Field
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse, json
+from sanic_ext import openapi
+
+from backend import clock
+from backend.errors import DomainError, register_codes
+from backend.http import body, client_ip, limit
+from backend.identity import service as identity
+from kiosks import signing
+
+register_codes({
+    "kiosk.signature_missing": (401, "终端请求缺少签名"),
+    "kiosk.signature_invalid": (401, "终端请求签名无效"),
+    "kiosk.timestamp_skew": (401, "终端时间与服务器相差过大，请校准时间"),
+    "kiosk.replayed": (401, "重复的终端请求已被拒绝"),
+    "kiosk.disabled": (403, "该终端已停用"),
+})
+
+bp = Blueprint("kiosk", url_prefix="/api/v1/kiosk")
+
+_NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+NONCE_PREFIX = "palmhall:kiosk:nonce:"
+
+
+@bp.on_request
+async def verify_signature(request: Request) -> None:
+    """Authenticate the device before anything in the request is read."""
+    ctx = request.app.ctx
+    h = request.headers
+    device_id, ts, nonce, signature = (h.get("x-kiosk-id"), h.get("x-timestamp"), h.get("x-nonce"),
+                                       h.get("x-signature"))
+    if not (device_id and ts and nonce and signature):
+        raise DomainError("kiosk.signature_missing")
+    if not ts.isdigit() or not _NONCE.match(nonce) or len(device_id) > 32:
+        raise DomainError("kiosk.signature_invalid")
+    skew = ctx.settings.kiosk_clock_skew
+    if abs(int(ts) - int(clock.now().timestamp())) > skew:
+        raise DomainError("kiosk.timestamp_skew", details={"server_time": int(clock.now().timestamp())})
+    found = await identity.kiosk_with_secret(device_id=device_id, keyring=ctx.keyring)
+    if found is None:
+        raise DomainError("kiosk.signature_invalid")
+    kiosk, secret = found
+    path = request.path + (f"?{request.query_string}" if request.query_string else "")
+    expected = signing.sign(secret, request.method, path, ts, nonce, request.body or b"")
+    if not hmac.compare_digest(expected, signature.lower()):
+        raise DomainError("kiosk.signature_invalid")
+    if not kiosk.enabled:
+        raise DomainError("kiosk.disabled")
+    # Only a correctly signed request may spend a nonce, so nobody can burn a kiosk's nonces.
+    if not await ctx.redis.set(f"{NONCE_PREFIX}{device_id}:{nonce}", b"1", nx=True, ex=2 * skew):
+        raise DomainError("kiosk.replayed")
+    await limit(request, f"kiosk:{device_id}", ctx.settings.rate_kiosk)
+    request.ctx.kiosk = kiosk
+
+
+class Heartbeat(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    software_version: str = Field(min_length=1, max_length=64)
+
+
+@bp.post("/heartbeat")
+@openapi.summary("Device heartbeat: last contact and software version")
+@openapi.tag("kiosk")
+@body(Heartbeat)
+async def heartbeat(request: Request, payload: Heartbeat) -> HTTPResponse:
+    kiosk = request.ctx.kiosk
+    seen = await identity.kiosk_heartbeat(kiosk_id=kiosk.id, software_version=payload.software_version,
+                                          ip=client_ip(request))
+    return json({"device_id": kiosk.device_id, "hall_id": kiosk.hall_id, "server_time": seen.isoformat()})

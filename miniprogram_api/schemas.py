@@ -1,0 +1,34 @@
+"""Request and response shapes of the mini-program surface."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from backend.identity.personal import validate_id_number, validate_name, validate_phone
+
+
+class WeChatLogin(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(min_length=1, max_length=128, description="the code from wx.login")
+
+
+class AlipayLogin(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    auth_code: str = Field(min_length=1, max_length=128, alias="authCode",
+                           description="the authCode from my.getAuthCode")
+
+
+class Refresh(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    refresh_token: str = Field(min_length=10, max_length=200)
+
+
+class RealName(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(max_length=30)
+    id_number: str = Field(max_length=18, description="18-digit resident ID number (GB 11643)")
+    phone: str = Field(max_length=20, description="mainland mobile number")
+
+    _name = field_validator("name")(lambda v: validate_name(v))
+    _id = field_validator("id_number")(lambda v: validate_id_number(v))
+    _phone = field_validator("phone")(lambda v: validate_phone(v))
