@@ -12,7 +12,7 @@ from sanic import Sanic
 from backend.identity.alipay import AlipayClient
 from backend.identity.realname import HttpRealNameVerifier, RealNameVerifier
 from backend.identity.wechat import WeChatClient
-from backend.settings import Settings
+from backend.settings import Settings, SettingsError
 
 FAKES_PREFIX = "/_fakes"
 
@@ -25,6 +25,7 @@ class Providers:
 
     async def aclose(self) -> None:
         await self.wechat.aclose()
+        await self.alipay.aclose()
         await self.realname.aclose()
 
 
@@ -56,6 +57,14 @@ def mount_fakes(app: Sanic, settings: Settings) -> Settings:
 
 
 def build(settings: Settings, redis: Redis) -> Providers:
+    try:
+        return _build(settings, redis)
+    except ValueError as exc:
+        # A key that does not load: name the setting, never the key.
+        raise SettingsError(f"ALIPAY_APP_PRIVATE_KEY / ALIPAY_PUBLIC_KEY: {exc}") from None
+
+
+def _build(settings: Settings, redis: Redis) -> Providers:
     return Providers(
         wechat=WeChatClient(base_url=settings.wechat_api_base, app_id=settings.wechat_app_id,
                             app_secret=settings.wechat_app_secret, redis=redis),

@@ -227,15 +227,26 @@ class Settings(BaseModel):
             raise SettingsError("REDIS_URL is not set; production needs a real Redis")
         if self.database_url.startswith("sqlite"):
             raise SettingsError("DATABASE_URL points at SQLite; production needs PostgreSQL")
+        if not self.alipay_public_key:
+            raise SettingsError("ALIPAY_PUBLIC_KEY is not set; Alipay's answers could not be verified")
         if self.platform_fakes == "true":
             raise SettingsError("PLATFORM_FAKES=true serves fake platforms; never in production")
 
 
 def _generate(name: str) -> str:
-    if name == "PALMHALL_DATA_KEYS":
-        import base64
+    import base64
 
+    if name == "PALMHALL_DATA_KEYS":
         return f"{DEV_PREFIX}1:" + base64.b64encode(secrets.token_bytes(32)).decode()
+    if name == "ALIPAY_APP_PRIVATE_KEY":
+        # A real RSA key, so signing works against the development fakes.
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+        return DEV_PREFIX + base64.b64encode(der).decode()
     return DEV_PREFIX + secrets.token_urlsafe(32)
 
 

@@ -23,6 +23,7 @@ REAL = {
     "ALIPAY_APP_PRIVATE_KEY": "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
     "HALL_APP_SECRET": "a-real-shared-secret-from-the-hall",
     "REALNAME_SECRET": "a-real-secret-from-the-verifier",
+    "ALIPAY_PUBLIC_KEY": "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA",
 }
 
 
