@@ -25,6 +25,8 @@ MODEL_MODULES: list[str] = [
     "backend.meta",
     "backend.catalog.models",
     "backend.identity.models",
+    "backend.booking.models",
+    "backend.cases.models",
 ]
 
 
