@@ -71,14 +71,16 @@ def create_app(settings: Settings | None = None, *, name: str = APP_NAME) -> San
 
 
 def _register_blueprints(app: Sanic) -> None:
-    from backend.counter.views import bp as counter_bp
-    from backend.public.views import bp as public_bp
+    from backend.counter import surface as counter
+    from backend.public import surface as public
     from backend.public.views import ops
-    from kiosks.views import bp as kiosk_bp
-    from miniprogram_api.views import bp as mp_bp
+    from kiosks import surface as kiosk
+    from miniprogram_api import surface as mp
 
-    for bp in (public_bp, ops, mp_bp, counter_bp, kiosk_bp):
-        app.blueprint(bp)
+    app.blueprint(ops)
+    # One group per audience, each authenticated once (see ARCHITECTURE: HTTP lives with its audience).
+    for surface in (public, mp, counter, kiosk):
+        app.blueprint(surface.group())
 
 
 def _register_middleware(app: Sanic) -> None:

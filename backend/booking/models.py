@@ -52,7 +52,7 @@ class BookingRule(Model):
 
 
 class Slot(Model):
-    """One bookable time of one item in one hall; `booked` can never pass `capacity`."""
+    """One bookable time of one item in one hall. `booked` can never pass `capacity`."""
 
     id = fields.BigIntField(primary_key=True)
     hall: fields.ForeignKeyRelation[Model] = fields.ForeignKeyField(

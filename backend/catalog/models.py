@@ -124,7 +124,7 @@ class ServiceItem(Model):
 
 
 class ServiceItemVersion(Model):
-    """The full guide (办事指南) as of one version; cases keep the version they started with."""
+    """The full guide (办事指南) as of one version. Cases keep the version they started with."""
 
     id = fields.IntField(primary_key=True)
     item: fields.ForeignKeyRelation[ServiceItem] = fields.ForeignKeyField(

@@ -15,7 +15,7 @@ from backend.jobs import outbox
 
 log = logging.getLogger("palmhall.ready")
 
-bp = Blueprint("public", url_prefix="/api/v1")
+bp = Blueprint("public_ops")
 ops = Blueprint("ops")
 
 CHECK_TIMEOUT = 2.0

@@ -1,4 +1,4 @@
-"""The mini-program surface (/api/v1/mp): resident login, profile, real-name binding, sessions."""
+"""Mini-program routes for login, profile, real-name binding and sessions."""
 
 from __future__ import annotations
 
@@ -8,31 +8,13 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty, json
 from sanic_ext import openapi
 
-from backend.http import bearer, body, client_ip, is_public, limit
+from backend.http import body, client_ip, limit
 from backend.identity import service as identity
-from backend.identity import tokens
 from backend.identity.models import Channel
+from miniprogram_api.auth import resident_id
 from miniprogram_api.schemas import AlipayLogin, RealName, Refresh, WeChatLogin
 
-bp = Blueprint("miniprogram", url_prefix="/api/v1/mp")
-
-
-@bp.on_request
-async def authenticate_resident(request: Request) -> None:
-    """Every route here but login and refresh needs a resident's access token."""
-    if is_public(request):
-        return
-    ctx = request.app.ctx
-    claims = tokens.verify(bearer(request), secret=ctx.settings.secret_key, kind="resident")
-    if await identity.family_revoked(redis=ctx.redis, family=claims.family):
-        from backend.errors import DomainError
-
-        raise DomainError("auth.token_invalid")
-    request.ctx.resident_id = claims.subject
-
-
-def resident_id(request: Request) -> int:
-    return int(request.ctx.resident_id)
+bp = Blueprint("mp_identity")
 
 
 @bp.post("/auth/wechat", ctx_public=True)

@@ -1,18 +1,15 @@
-"""The kiosk surface (/api/v1/kiosk): every request signed by a registered device."""
+"""Kiosk request signatures checked for every kiosk route: one place, run by the surface's group."""
 
 from __future__ import annotations
 
 import hmac
 import re
 
-from pydantic import BaseModel, ConfigDict, Field
-from sanic import Blueprint, Request
-from sanic.response import HTTPResponse, json
-from sanic_ext import openapi
+from sanic import Request
 
 from backend import clock
 from backend.errors import DomainError, register_codes
-from backend.http import body, client_ip, limit
+from backend.http import limit
 from backend.identity import service as identity
 from kiosks import signing
 
@@ -24,13 +21,10 @@ register_codes({
     "kiosk.disabled": (403, "该终端已停用"),
 })
 
-bp = Blueprint("kiosk", url_prefix="/api/v1/kiosk")
-
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 NONCE_PREFIX = "palmhall:kiosk:nonce:"
 
 
-@bp.on_request
 async def verify_signature(request: Request) -> None:
     """Authenticate the device before anything in the request is read."""
     ctx = request.app.ctx
@@ -59,19 +53,3 @@ async def verify_signature(request: Request) -> None:
         raise DomainError("kiosk.replayed")
     await limit(request, f"kiosk:{device_id}", ctx.settings.rate_kiosk)
     request.ctx.kiosk = kiosk
-
-
-class Heartbeat(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    software_version: str = Field(min_length=1, max_length=64)
-
-
-@bp.post("/heartbeat")
-@openapi.summary("Device heartbeat: last contact and software version")
-@openapi.tag("kiosk")
-@body(Heartbeat)
-async def heartbeat(request: Request, payload: Heartbeat) -> HTTPResponse:
-    kiosk = request.ctx.kiosk
-    seen = await identity.kiosk_heartbeat(kiosk_id=kiosk.id, software_version=payload.software_version,
-                                          ip=client_ip(request))
-    return json({"device_id": kiosk.device_id, "hall_id": kiosk.hall_id, "server_time": seen.isoformat()})

@@ -1,4 +1,4 @@
-"""The counter surface (/api/v1/staff): staff login and hall-scoped work."""
+"""Staff routes for login, password and own account, and the hall's kiosks."""
 
 from __future__ import annotations
 
@@ -7,13 +7,12 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty, json
 from sanic_ext import openapi
 
-from backend.http import bearer, body, client_ip, is_public, limit
+from backend.counter.auth import staff
+from backend.http import body, client_ip, limit
 from backend.identity import service as identity
-from backend.identity import tokens
 from backend.identity.models import StaffRole
-from backend.identity.service import StaffPrincipal
 
-bp = Blueprint("counter", url_prefix="/api/v1/staff")
+bp = Blueprint("staff_identity")
 
 
 class Login(BaseModel):
@@ -26,20 +25,6 @@ class PasswordChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
     old_password: str = Field(min_length=1, max_length=200)
     new_password: str = Field(min_length=1, max_length=200)
-
-
-@bp.on_request
-async def authenticate_staff(request: Request) -> None:
-    if is_public(request):
-        return
-    ctx = request.app.ctx
-    claims = tokens.verify(bearer(request), secret=ctx.settings.secret_key, kind="staff")
-    request.ctx.staff = await identity.staff_principal(staff_id=claims.subject, version=claims.version)
-
-
-def staff(request: Request) -> StaffPrincipal:
-    principal: StaffPrincipal = request.ctx.staff
-    return principal
 
 
 @bp.post("/auth/login", ctx_public=True)
