@@ -12,6 +12,7 @@ from backend.counter.auth import authenticate_staff
 # Each module defines `bp`; add a module here to put its routes on this surface.
 MODULES = [
     "backend.counter.identity_views",
+    "backend.counter.scan_views",
 ]
 
 
