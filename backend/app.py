@@ -12,7 +12,7 @@ from sanic import Request, Sanic
 from sanic.response import HTTPResponse
 from sanic_ext import Extend
 
-from backend import db, errors, logs, metrics, providers, wiring
+from backend import db, errors, logs, metrics, providers, runtime, wiring
 from backend.crypto import KeyRing
 from backend.identity.service import TokenConfig
 from backend.jobs.periodic import Scheduler
@@ -116,6 +116,7 @@ def _register_listeners(app: Sanic, settings: Settings) -> None:
         await db.init(settings.database_url, pool_max=settings.database_pool_max)
         app.ctx.redis = make_redis(settings.redis_url)
         app.ctx.providers = providers.build(settings, app.ctx.redis)
+        runtime.set_current(runtime.Runtime(settings=settings, redis=app.ctx.redis))
         if settings.redis_embedded:
             log.info("REDIS_URL is not set: using an in-process fake Redis; "
                      "serving with a single worker process")

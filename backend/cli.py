@@ -106,8 +106,11 @@ def worker(imports: tuple[str, ...], no_periodic: bool) -> None:
         from backend.jobs.worker import Worker
         from backend.stores import make_redis
 
+        from backend import runtime
+
         wiring.load(list(imports))
         redis = make_redis(settings.redis_url)
+        runtime.set_current(runtime.Runtime(settings=settings, redis=redis))
         w = Worker(worker_config(settings))
         parts: list[Any] = [w]
         if not no_periodic:

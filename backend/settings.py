@@ -80,6 +80,10 @@ VARS: tuple[Var, ...] = (
     Var("RATE_BOOKING_RESIDENT", "rate_booking_resident", "20/60", "booking requests per resident"),
     Var("RATE_UPLOAD_RESIDENT", "rate_upload_resident", "30/60", "uploads per resident"),
     Var("RATE_KIOSK", "rate_kiosk", "240/60", "requests per kiosk device"),
+    Var("RATE_PROGRESS_IP", "rate_progress_ip", "60/60", "public progress and QR look-ups per client IP (forged tokens are counted too)"),
+    Var("NO_SHOW_GRACE_MINUTES", "no_show_grace_minutes", "30", "minutes after a slot ends before an appointment not checked in is a no-show"),
+    Var("NO_SHOW_LIMIT", "no_show_limit", "3", "no-shows within 90 days that bar an ID number from booking"),
+    Var("NO_SHOW_BAR_DAYS", "no_show_bar_days", "30", "how long such a bar lasts"),
 )
 
 _BY_FIELD = {v.field: v for v in VARS}
@@ -139,6 +143,10 @@ class Settings(BaseModel):
     rate_booking_resident: str = "20/60"
     rate_upload_resident: str = "30/60"
     rate_kiosk: str = "240/60"
+    rate_progress_ip: str = "60/60"
+    no_show_grace_minutes: int = Field(30, ge=0)
+    no_show_limit: int = Field(3, ge=1)
+    no_show_bar_days: int = Field(30, ge=1)
 
     # ---- derived -------------------------------------------------------
     @property

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import importlib
 
-HANDLER_MODULES: list[str] = []
+HANDLER_MODULES: list[str] = [
+]
 
 
 def load(extra: list[str] | None = None) -> None:

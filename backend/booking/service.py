@@ -1,0 +1,407 @@
+"""Booking: availability, rush-proof appointments, cancellation with cool-down, no-shows, check-in."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from redis.asyncio import Redis
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import F
+
+from backend import clock, db
+from backend.audit import service as audit
+from backend.booking.models import Appointment, AppointmentStatus, BookingBar, BookingRule, Slot
+from backend.catalog import calendar
+from backend.catalog.models import Hall, ServiceItem
+from backend.clock import SHANGHAI
+from backend.errors import DomainError, register_codes
+from backend.jobs import outbox
+
+register_codes({
+    "booking.slot_full": (409, "该时段已约满，请选择其他时段"),
+    "booking.slot_not_found": (404, "未找到该预约时段"),
+    "booking.slot_unavailable": (422, "该时段不可预约"),
+    "booking.too_late": (422, "距该时段开始时间过近，已不能预约"),
+    "booking.beyond_horizon": (422, "该日期超出可预约范围"),
+    "booking.hall_closed": (422, "服务大厅当天不办公"),
+    "booking.limit_reached": (409, "您的有效预约数已达上限"),
+    "booking.duplicate_item_day": (409, "同一事项每天只能预约一次"),
+    "booking.barred": (403, "因多次预约未到，您暂时不能预约"),
+    "booking.idempotency_conflict": (422, "同一请求编号已用于另一项预约"),
+    "booking.idempotency_key_missing": (400, "请求缺少 Idempotency-Key"),
+    "booking.not_found": (404, "未找到该预约"),
+    "booking.not_cancellable": (409, "该预约当前状态不能取消"),
+    "booking.cancel_too_late": (409, "已过取消截止时间，不能取消"),
+    "booking.not_bookable_item": (422, "该事项不支持在此大厅预约"),
+})
+
+GATE = "palmhall:booking:slot_left:"
+IDEMPOTENT = "palmhall:booking:idem:"
+IDEMPOTENT_TTL = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Process-wide booking settings (the per-hall rules are rows)."""
+
+    no_show_grace_minutes: int = 30
+    no_show_limit: int = 3
+    no_show_window_days: int = 90
+    no_show_bar_days: int = 30
+
+
+DEFAULT_RULE = BookingRule()
+
+
+async def rule_for(*, hall_id: int, item_id: int) -> BookingRule:
+    """The item's own rule in this hall, else the hall's default, else the built-in default."""
+    own = await BookingRule.filter(hall_id=hall_id, item_id=item_id).first()
+    if own is not None:
+        return own
+    default = await BookingRule.filter(hall_id=hall_id, item_id=None).first()
+    return default or DEFAULT_RULE
+
+
+def local_day(moment: datetime) -> date:
+    return moment.astimezone(SHANGHAI).date()
+
+
+# ---- availability ---------------------------------------------------------------------------
+
+
+async def _bookable_item(*, hall_id: int, item_code: str) -> tuple[Hall, ServiceItem]:
+    hall = await Hall.get_or_none(id=hall_id, active=True)
+    if hall is None:
+        raise DomainError("catalog.hall_not_found")
+    item = await ServiceItem.get_or_none(code=item_code, active=True)
+    if item is None:
+        raise DomainError("catalog.item_not_found", message="未找到该事项", status=404)
+    if not await item.halls.filter(id=hall_id).exists():
+        raise DomainError("booking.not_bookable_item")
+    return hall, item
+
+
+async def ensure_slots(*, hall_id: int, item_id: int, day: date, rule: BookingRule) -> list[Slot]:
+    """Slots are made on first look from opening hours and the rule; the unique key absorbs races."""
+    existing = await Slot.filter(hall_id=hall_id, item_id=item_id, day=day).order_by("starts_at")
+    if existing:
+        return existing
+    hours = await calendar.opening_hours(hall_id=hall_id, day=day)
+    step = timedelta(minutes=rule.slot_minutes)
+    for opens, closes in hours:
+        start = datetime.combine(day, opens, tzinfo=SHANGHAI)
+        end_of_session = datetime.combine(day, closes, tzinfo=SHANGHAI)
+        while start + step <= end_of_session:
+            try:
+                await Slot.create(hall_id=hall_id, item_id=item_id, day=day, starts_at=start,
+                                  ends_at=start + step, capacity=rule.seats_per_slot)
+            except IntegrityError:
+                pass
+            start += step
+    return await Slot.filter(hall_id=hall_id, item_id=item_id, day=day).order_by("starts_at")
+
+
+async def availability(*, hall_id: int, item_code: str, day: date) -> dict[str, Any]:
+    hall, item = await _bookable_item(hall_id=hall_id, item_code=item_code)
+    rule = await rule_for(hall_id=hall.id, item_id=item.id)
+    now = clock.now()
+    _check_horizon(day, rule, now)
+    if not await calendar.hall_is_open(hall_id=hall.id, day=day):
+        return {"hall_id": hall.id, "item": item.code, "date": day.isoformat(), "open": False, "slots": []}
+    slots = await ensure_slots(hall_id=hall.id, item_id=item.id, day=day, rule=rule)
+    earliest = now + timedelta(minutes=rule.min_notice_minutes)
+    return {
+        "hall_id": hall.id, "item": item.code, "date": day.isoformat(), "open": True,
+        "slots": [{
+            "slot_id": s.id,
+            "starts_at": s.starts_at.astimezone(SHANGHAI).isoformat(),
+            "ends_at": s.ends_at.astimezone(SHANGHAI).isoformat(),
+            "capacity": s.capacity,
+            "seats_left": max(0, s.capacity - s.booked),
+            "bookable": s.starts_at >= earliest and s.booked < s.capacity,
+        } for s in slots],
+    }
+
+
+def _check_horizon(day: date, rule: BookingRule, now: datetime) -> None:
+    today = local_day(now)
+    if day < today or day > today + timedelta(days=rule.horizon_days):
+        raise DomainError("booking.beyond_horizon", details={"from": today.isoformat(),
+                                                             "to": (today + timedelta(days=rule.horizon_days)).isoformat()})
+
+
+# ---- the Redis gate -------------------------------------------------------------------------
+
+# Take one seat if any is left; the key is rebuilt from the database when missing.
+_TAKE = """
+local left = redis.call('GET', KEYS[1])
+if not left then return -2 end
+if tonumber(left) <= 0 then return -1 end
+return redis.call('DECR', KEYS[1])
+"""
+
+
+async def _gate_take(redis: Redis, slot_id: int) -> bool:
+    key = f"{GATE}{slot_id}"
+    result = int(await redis.eval(_TAKE, 1, key))
+    if result == -2:
+        await rebuild_gate(redis, slot_id)
+        result = int(await redis.eval(_TAKE, 1, key))
+    return result >= 0
+
+
+async def rebuild_gate(redis: Redis, slot_id: int) -> None:
+    slot = await Slot.get_or_none(id=slot_id)
+    if slot is None:
+        raise DomainError("booking.slot_not_found")
+    # NX: when two requests rebuild at once, the first value stands.
+    await redis.set(f"{GATE}{slot_id}", max(0, slot.capacity - slot.booked), nx=True, ex=7 * 24 * 3600)
+
+
+async def _gate_give_back(redis: Redis, slot_id: int) -> None:
+    key = f"{GATE}{slot_id}"
+    if await redis.exists(key):
+        await redis.incr(key)
+
+
+# ---- booking --------------------------------------------------------------------------------
+
+
+def request_fingerprint(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+async def active_bar(*, person_hash: str) -> BookingBar | None:
+    return await BookingBar.filter(person_hash=person_hash, ends_at__gt=clock.now()).order_by("-ends_at").first()
+
+
+async def book(
+    *, resident_id: int, person_hash: str, slot_id: int, idempotency_key: str, fingerprint: str, redis: Redis,
+) -> tuple[Appointment, bool]:
+    """Book a seat; returns (appointment, created). The same key and body give the same appointment."""
+    idem_key = f"{IDEMPOTENT}{resident_id}:{idempotency_key}"
+    known = await redis.get(idem_key)
+    if known is not None:
+        return await _replay(resident_id, idempotency_key, fingerprint), False
+    # A rush on a full slot ends here, without touching the database.
+    if not await _gate_take(redis, slot_id):
+        if await Appointment.filter(resident_id=resident_id, idempotency_key=idempotency_key).exists():
+            return await _replay(resident_id, idempotency_key, fingerprint), False
+        raise DomainError("booking.slot_full")
+    try:
+        appointment, created = await _book_in_db(resident_id=resident_id, person_hash=person_hash, slot_id=slot_id,
+                                                 idempotency_key=idempotency_key, fingerprint=fingerprint)
+    except DomainError as exc:
+        if exc.code == "booking.slot_full":
+            # The database says full: the gate was stale (e.g. rebuilt late). Close it.
+            await redis.set(f"{GATE}{slot_id}", 0, ex=7 * 24 * 3600)
+        else:
+            await _gate_give_back(redis, slot_id)
+        raise
+    except Exception:
+        await _gate_give_back(redis, slot_id)
+        raise
+    if not created:
+        await _gate_give_back(redis, slot_id)
+    await redis.set(idem_key, appointment.id, ex=IDEMPOTENT_TTL)
+    return appointment, created
+
+
+async def _replay(resident_id: int, idempotency_key: str, fingerprint: str) -> Appointment:
+    appointment = await Appointment.get_or_none(resident_id=resident_id, idempotency_key=idempotency_key)
+    if appointment is None:
+        raise DomainError("booking.not_found")
+    if appointment.request_hash != fingerprint:
+        raise DomainError("booking.idempotency_conflict")
+    return appointment
+
+
+async def _lock_person(tx: BaseDBAsyncClient, person_hash: str) -> None:
+    if tx.capabilities.dialect == "postgres":
+        # One person's bookings take turns, so limits hold under concurrency (SQLite has one writer).
+        await tx.execute_query("SELECT pg_advisory_xact_lock(hashtext($1))", [f"booking:{person_hash}"])
+
+
+async def _book_in_db(*, resident_id: int, person_hash: str, slot_id: int, idempotency_key: str,
+                      fingerprint: str) -> tuple[Appointment, bool]:
+    slot = await Slot.get_or_none(id=slot_id)
+    if slot is None:
+        raise DomainError("booking.slot_not_found")
+    rule = await rule_for(hall_id=slot.hall_id, item_id=slot.item_id)  # type: ignore[attr-defined]
+    now = clock.now()
+    _check_horizon(slot.day, rule, now)
+    if slot.starts_at < now + timedelta(minutes=rule.min_notice_minutes):
+        raise DomainError("booking.too_late")
+    if not await calendar.hall_is_open(hall_id=slot.hall_id, day=slot.day):  # type: ignore[attr-defined]
+        raise DomainError("booking.hall_closed")
+    bar = await active_bar(person_hash=person_hash)
+    if bar is not None:
+        raise DomainError("booking.barred", details={"reason": bar.reason, "until": bar.ends_at.isoformat()})
+    async with db.transaction() as tx:
+        await _lock_person(tx, person_hash)
+        existing = await Appointment.filter(resident_id=resident_id, idempotency_key=idempotency_key).using_db(tx).first()
+        if existing is not None:
+            if existing.request_hash != fingerprint:
+                raise DomainError("booking.idempotency_conflict")
+            return existing, False
+        active = Appointment.filter(person_hash=person_hash, status=AppointmentStatus.BOOKED).using_db(tx)
+        if await active.filter(day=slot.day, item_id=slot.item_id).exists():  # type: ignore[attr-defined]
+            raise DomainError("booking.duplicate_item_day")
+        if await active.filter(slot__ends_at__gt=now).count() >= rule.max_active_per_person:
+            raise DomainError("booking.limit_reached", details={"max_active": rule.max_active_per_person})
+        # The seat itself: a conditional update that can never take the count past capacity.
+        took = await Slot.filter(id=slot.id, booked__lt=F("capacity")).using_db(tx).update(booked=F("booked") + 1)
+        if not took:
+            raise DomainError("booking.slot_full")
+        try:
+            appointment = await Appointment.create(
+                resident_id=resident_id, person_hash=person_hash, hall_id=slot.hall_id,  # type: ignore[attr-defined]
+                item_id=slot.item_id, slot_id=slot.id, day=slot.day,  # type: ignore[attr-defined]
+                idempotency_key=idempotency_key, request_hash=fingerprint, using_db=tx,
+            )
+        except IntegrityError:
+            raise DomainError("booking.idempotency_conflict", message="重复的预约请求，请稍后查看预约列表") from None
+        item = await ServiceItem.get(id=slot.item_id).using_db(tx)  # type: ignore[attr-defined]
+        await audit.record(using_db=tx, actor_kind="resident", actor_id=resident_id, action="appointment.booked",
+                           target_kind="appointment", target_id=appointment.id,
+                           details={"slot_id": slot.id, "item": item.code})
+        await outbox.emit("appointment.booked", _event(appointment, slot, item.code), using_db=tx,
+                          ordering_key=f"appointment:{appointment.id}")
+    return appointment, True
+
+
+def _event(appointment: Appointment, slot: Slot, item_code: str) -> dict[str, Any]:
+    return {"appointment_id": appointment.id, "resident_id": appointment.resident_id,
+            "hall_id": appointment.hall_id, "item_code": item_code,  # type: ignore[attr-defined]
+            "starts_at": slot.starts_at.isoformat(), "ends_at": slot.ends_at.isoformat()}
+
+
+async def own_appointment(*, resident_id: int, appointment_id: int) -> Appointment:
+    """Another resident's appointment is 'not found', never 'forbidden'."""
+    appointment = await Appointment.get_or_none(id=appointment_id, resident_id=resident_id)
+    if appointment is None:
+        raise DomainError("booking.not_found")
+    return appointment
+
+
+async def describe(appointment: Appointment) -> dict[str, Any]:
+    await appointment.fetch_related("slot", "item", "hall")
+    slot: Slot = appointment.slot
+    return {
+        "id": appointment.id, "status": appointment.status.value,
+        "hall": {"id": appointment.hall.id, "name": appointment.hall.name},  # type: ignore[attr-defined]
+        "item": {"code": appointment.item.code, "name": appointment.item.name},  # type: ignore[attr-defined]
+        "starts_at": slot.starts_at.astimezone(SHANGHAI).isoformat(),
+        "ends_at": slot.ends_at.astimezone(SHANGHAI).isoformat(),
+        "created_at": appointment.created_at.isoformat(),
+        "cancelled_at": appointment.cancelled_at.isoformat() if appointment.cancelled_at else None,
+        "checked_in_at": appointment.checked_in_at.isoformat() if appointment.checked_in_at else None,
+    }
+
+
+async def list_own(*, resident_id: int) -> list[dict[str, Any]]:
+    rows = await Appointment.filter(resident_id=resident_id).order_by("-created_at").limit(100)
+    return [await describe(a) for a in rows]
+
+
+async def cancel(*, resident_id: int, appointment_id: int) -> Appointment:
+    """Before the cut-off only; the seat is offered again after the cool-down (stops seat trading)."""
+    appointment = await own_appointment(resident_id=resident_id, appointment_id=appointment_id)
+    if appointment.status != AppointmentStatus.BOOKED:
+        raise DomainError("booking.not_cancellable", details={"status": appointment.status.value})
+    slot = await Slot.get(id=appointment.slot_id)  # type: ignore[attr-defined]
+    rule = await rule_for(hall_id=slot.hall_id, item_id=slot.item_id)  # type: ignore[attr-defined]
+    cutoff = slot.starts_at - timedelta(minutes=rule.cancel_cutoff_minutes)
+    if clock.now() > cutoff:
+        raise DomainError("booking.cancel_too_late", details={"cutoff": cutoff.astimezone(SHANGHAI).isoformat()})
+    async with db.transaction() as tx:
+        changed = await Appointment.filter(id=appointment.id, status=AppointmentStatus.BOOKED).using_db(tx).update(
+            status=AppointmentStatus.CANCELLED, cancelled_at=clock.now())
+        if not changed:
+            raise DomainError("booking.not_cancellable")
+        item = await ServiceItem.get(id=slot.item_id).using_db(tx)  # type: ignore[attr-defined]
+        await audit.record(using_db=tx, actor_kind="resident", actor_id=resident_id, action="appointment.cancelled",
+                           target_kind="appointment", target_id=appointment.id)
+        await outbox.emit("appointment.cancelled", _event(appointment, slot, item.code), using_db=tx,
+                          ordering_key=f"appointment:{appointment.id}")
+    await appointment.refresh_from_db()
+    return appointment
+
+
+async def release_cooled_down_seats(*, redis: Redis) -> int:
+    """Give back the seats of cancellations whose cool-down has passed (a periodic task)."""
+    released = 0
+    for appointment in await Appointment.filter(status=AppointmentStatus.CANCELLED, seat_released=False):
+        slot = await Slot.get(id=appointment.slot_id)  # type: ignore[attr-defined]
+        rule = await rule_for(hall_id=slot.hall_id, item_id=slot.item_id)  # type: ignore[attr-defined]
+        assert appointment.cancelled_at is not None
+        if appointment.cancelled_at + timedelta(minutes=rule.release_cooldown_minutes) > clock.now():
+            continue
+        async with db.transaction() as tx:
+            # Guarded by seat_released, so two workers never give the same seat back twice.
+            mine = await Appointment.filter(id=appointment.id, seat_released=False).using_db(tx).update(
+                seat_released=True)
+            if not mine:
+                continue
+            await Slot.filter(id=slot.id, booked__gt=0).using_db(tx).update(booked=F("booked") - 1)
+        await _gate_give_back(redis, slot.id)
+        released += 1
+    return released
+
+
+async def mark_no_shows(*, policy: Policy) -> int:
+    """Appointments not checked in by slot end plus grace; repeated no-shows bar the ID number."""
+    now = clock.now()
+    late = now - timedelta(minutes=policy.no_show_grace_minutes)
+    marked = 0
+    for appointment in await Appointment.filter(status=AppointmentStatus.BOOKED, slot__ends_at__lt=late):
+        async with db.transaction() as tx:
+            changed = await Appointment.filter(id=appointment.id, status=AppointmentStatus.BOOKED).using_db(tx).update(
+                status=AppointmentStatus.NO_SHOW, no_show_at=now)
+            if not changed:
+                continue
+            marked += 1
+            await audit.record(using_db=tx, actor_kind="system", actor_id="no-show", action="appointment.no_show",
+                               target_kind="appointment", target_id=appointment.id)
+            await outbox.emit("appointment.no_show", {"appointment_id": appointment.id,
+                                                      "resident_id": appointment.resident_id},
+                              using_db=tx, ordering_key=f"appointment:{appointment.id}")
+            recent = await Appointment.filter(
+                person_hash=appointment.person_hash, status=AppointmentStatus.NO_SHOW,
+                no_show_at__gte=now - timedelta(days=policy.no_show_window_days)).using_db(tx).count()
+            barred = await BookingBar.filter(person_hash=appointment.person_hash, ends_at__gt=now).using_db(tx).exists()
+            if recent >= policy.no_show_limit and not barred:
+                reason = f"{policy.no_show_window_days}天内预约未到{recent}次"
+                await BookingBar.create(person_hash=appointment.person_hash, reason=reason, starts_at=now,
+                                        ends_at=now + timedelta(days=policy.no_show_bar_days), using_db=tx)
+                await audit.record(using_db=tx, actor_kind="system", actor_id="no-show", action="booking.barred",
+                                   target_kind="resident", target_id=appointment.resident_id,
+                                   details={"reason": reason, "days": policy.no_show_bar_days})
+    return marked
+
+
+async def emit_reminders() -> int:
+    """`appointment.reminder_due` once for each appointment of tomorrow (Asia/Shanghai)."""
+    tomorrow = local_day(clock.now()) + timedelta(days=1)
+    sent = 0
+    for appointment in await Appointment.filter(status=AppointmentStatus.BOOKED, day=tomorrow, reminded=False):
+        async with db.transaction() as tx:
+            if not await Appointment.filter(id=appointment.id, reminded=False).using_db(tx).update(reminded=True):
+                continue
+            slot = await Slot.get(id=appointment.slot_id).using_db(tx)  # type: ignore[attr-defined]
+            item = await ServiceItem.get(id=slot.item_id).using_db(tx)  # type: ignore[attr-defined]
+            await outbox.emit("appointment.reminder_due", _event(appointment, slot, item.code), using_db=tx,
+                              ordering_key=f"appointment:{appointment.id}")
+            sent += 1
+    return sent
+
+
+async def booking_status(*, person_hash: str | None) -> dict[str, Any]:
+    bar = await active_bar(person_hash=person_hash) if person_hash else None
+    return {"barred": bar is not None,
+            "bar": {"reason": bar.reason, "until": bar.ends_at.astimezone(SHANGHAI).isoformat()} if bar else None}

@@ -1,0 +1,84 @@
+"""Counter routes for appointments and the queue: check a visitor in, call, recall, mark missed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse, json
+from sanic_ext import openapi
+
+from backend.booking import queue
+from backend.booking import service as booking
+from backend.booking.models import Appointment
+from backend.counter.auth import staff
+from backend.counter.scan import resolver
+from backend.errors import DomainError
+from backend.identity.models import StaffRole
+from backend.identity.service import StaffPrincipal
+
+bp = Blueprint("staff_booking")
+
+DESK = (StaffRole.CLERK, StaffRole.HALL_ADMIN)
+
+
+@resolver("appointment")
+async def scanned_appointment(appointment_id: int, clerk: StaffPrincipal) -> dict[str, Any]:
+    appointment = await Appointment.get_or_none(id=appointment_id)
+    if appointment is None:
+        raise DomainError("booking.not_found")
+    clerk.require(appointment.hall_id, *DESK)  # type: ignore[attr-defined]
+    card = await booking.describe(appointment)
+    actions = ["check_in"] if appointment.status.value == "booked" else []
+    return {"appointment": card, "actions": actions}
+
+
+@bp.post("/appointments/<appointment_id:int>/check-in")
+@openapi.summary("Check a visitor in (after a scan): they get a priority queue ticket")
+@openapi.tag("counter")
+@openapi.secured("staff")
+async def check_in(request: Request, appointment_id: int) -> HTTPResponse:
+    clerk = staff(request)
+    appointment = await Appointment.get_or_none(id=appointment_id)
+    if appointment is None:
+        raise DomainError("booking.not_found")
+    clerk.require(appointment.hall_id, *DESK)  # type: ignore[attr-defined]
+    answer = await queue.check_in(appointment_id=appointment_id, hall_id=appointment.hall_id,  # type: ignore[attr-defined]
+                                  actor=f"staff:{clerk.id}", redis=request.app.ctx.redis)
+    return json(answer, ensure_ascii=False)
+
+
+async def _counter_for(request: Request, counter_id: int) -> int:
+    counter = await queue.counter_of(counter_id=counter_id)
+    staff(request).require(counter.hall_id, *DESK)  # type: ignore[attr-defined]
+    return counter.id
+
+
+@bp.post("/counters/<counter_id:int>/call-next")
+@openapi.summary("Finish the current ticket and call the next one for this counter")
+@openapi.tag("counter")
+@openapi.secured("staff")
+async def call_next(request: Request, counter_id: int) -> HTTPResponse:
+    cid = await _counter_for(request, counter_id)
+    return json(await queue.call_next(counter_id=cid, staff_id=staff(request).id, redis=request.app.ctx.redis),
+                ensure_ascii=False)
+
+
+@bp.post("/counters/<counter_id:int>/recall")
+@openapi.summary("Call the current ticket again (the third call without showing makes it missed)")
+@openapi.tag("counter")
+@openapi.secured("staff")
+async def recall(request: Request, counter_id: int) -> HTTPResponse:
+    cid = await _counter_for(request, counter_id)
+    return json(await queue.recall(counter_id=cid, staff_id=staff(request).id, redis=request.app.ctx.redis),
+                ensure_ascii=False)
+
+
+@bp.post("/counters/<counter_id:int>/missed")
+@openapi.summary("Mark the current ticket missed")
+@openapi.tag("counter")
+@openapi.secured("staff")
+async def missed(request: Request, counter_id: int) -> HTTPResponse:
+    cid = await _counter_for(request, counter_id)
+    return json(await queue.mark_missed(counter_id=cid, staff_id=staff(request).id, redis=request.app.ctx.redis),
+                ensure_ascii=False)
