@@ -26,13 +26,15 @@ class FrozenClock(Clock):
     """A clock tests move by hand."""
 
     def __init__(self, at: datetime) -> None:
-        self._at = at
+        self.set(at)
 
     def now(self) -> datetime:
         return self._at
 
     def set(self, at: datetime) -> None:
-        self._at = at
+        # Always UTC, like the system clock: tortoise compares datetime parameters with stored
+        # UTC values as text on SQLite, so a +08:00 parameter would compare wrongly.
+        self._at = at.astimezone(UTC)
 
     def advance(self, seconds: float) -> None:
         from datetime import timedelta

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 
 HANDLER_MODULES: list[str] = [
+    "backend.booking.handlers",
+    "backend.cases.handlers",
 ]
 
 

@@ -12,6 +12,8 @@ from kiosks.auth import verify_signature
 # Each module defines `bp`; add a module here to put its routes on this surface.
 MODULES = [
     "kiosks.device_views",
+    "kiosks.cases_views",
+    "kiosks.booking_views",
 ]
 
 

@@ -55,7 +55,6 @@ async def book(request: Request, payload: Book) -> HTTPResponse:
 @openapi.tag("mini program")
 @openapi.secured("resident")
 async def mine(request: Request) -> HTTPResponse:
-    ctx = request.app.ctx
     rid = resident_id(request)
     resident = await identity.get_resident(resident_id=rid)
     return json({"appointments": await booking.list_own(resident_id=rid),
@@ -71,11 +70,13 @@ async def cancel(request: Request, appointment_id: int) -> HTTPResponse:
     return empty()
 
 
-@bp.get("/appointments/<appointment_id:int>/qr.<fmt:png|svg>")
+@bp.get("/appointments/<appointment_id:int>/qr.png", name="qr_png", ctx_format="png")
+@bp.get("/appointments/<appointment_id:int>/qr.svg", name="qr_svg", ctx_format="svg")
 @openapi.summary("The appointment's QR code (PNG or SVG): a URL ending in a signed token")
 @openapi.tag("mini program")
 @openapi.secured("resident")
-async def qr_code(request: Request, appointment_id: int, fmt: str) -> HTTPResponse:
+async def qr_code(request: Request, appointment_id: int) -> HTTPResponse:
+    fmt = request.route.ctx.format if request.route else "png"
     ctx = request.app.ctx
     appointment = await booking.own_appointment(resident_id=resident_id(request), appointment_id=appointment_id)
     content = qr.url(ctx.settings.public_base_url, qr.make_token(ctx.settings.secret_key, "appointment",

@@ -12,6 +12,8 @@ from miniprogram_api.auth import authenticate_resident
 # Each module defines `bp`; add a module here to put its routes on this surface.
 MODULES = [
     "miniprogram_api.identity_views",
+    "miniprogram_api.cases_views",
+    "miniprogram_api.booking_views",
 ]
 
 

@@ -13,10 +13,10 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 
+import backend.catalog.calendar as calendar
 from backend import clock, db
 from backend.audit import service as audit
 from backend.booking.models import Appointment, AppointmentStatus, BookingBar, BookingRule, Slot
-from backend.catalog import calendar
 from backend.catalog.models import Hall, ServiceItem
 from backend.clock import SHANGHAI
 from backend.errors import DomainError, register_codes
@@ -131,8 +131,8 @@ async def availability(*, hall_id: int, item_code: str, day: date) -> dict[str, 
 def _check_horizon(day: date, rule: BookingRule, now: datetime) -> None:
     today = local_day(now)
     if day < today or day > today + timedelta(days=rule.horizon_days):
-        raise DomainError("booking.beyond_horizon", details={"from": today.isoformat(),
-                                                             "to": (today + timedelta(days=rule.horizon_days)).isoformat()})
+        last = today + timedelta(days=rule.horizon_days)
+        raise DomainError("booking.beyond_horizon", details={"from": today.isoformat(), "to": last.isoformat()})
 
 
 # ---- the Redis gate -------------------------------------------------------------------------
@@ -244,7 +244,8 @@ async def _book_in_db(*, resident_id: int, person_hash: str, slot_id: int, idemp
         raise DomainError("booking.barred", details={"reason": bar.reason, "until": bar.ends_at.isoformat()})
     async with db.transaction() as tx:
         await _lock_person(tx, person_hash)
-        existing = await Appointment.filter(resident_id=resident_id, idempotency_key=idempotency_key).using_db(tx).first()
+        existing = await Appointment.filter(resident_id=resident_id,
+                                            idempotency_key=idempotency_key).using_db(tx).first()
         if existing is not None:
             if existing.request_hash != fingerprint:
                 raise DomainError("booking.idempotency_conflict")
@@ -374,7 +375,8 @@ async def mark_no_shows(*, policy: Policy) -> int:
             recent = await Appointment.filter(
                 person_hash=appointment.person_hash, status=AppointmentStatus.NO_SHOW,
                 no_show_at__gte=now - timedelta(days=policy.no_show_window_days)).using_db(tx).count()
-            barred = await BookingBar.filter(person_hash=appointment.person_hash, ends_at__gt=now).using_db(tx).exists()
+            barred = await BookingBar.filter(person_hash=appointment.person_hash,
+                                             ends_at__gt=now).using_db(tx).exists()
             if recent >= policy.no_show_limit and not barred:
                 reason = f"{policy.no_show_window_days}天内预约未到{recent}次"
                 await BookingBar.create(person_hash=appointment.person_hash, reason=reason, starts_at=now,

@@ -13,6 +13,8 @@ from backend.counter.auth import authenticate_staff
 MODULES = [
     "backend.counter.identity_views",
     "backend.counter.scan_views",
+    "backend.counter.cases_views",
+    "backend.counter.booking_views",
 ]
 
 

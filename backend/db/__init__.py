@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,6 +15,10 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.connection import get_connection
 from tortoise.context import TortoiseContext
 from tortoise.transactions import in_transaction
+
+# tortoise hands datetime.time to sqlite3 as is, and sqlite3 has no adapter for it (TimeField
+# reads ISO strings back fine): store it as ISO text, which also sorts correctly.
+sqlite3.register_adapter(dt.time, lambda t: t.isoformat())
 
 APP_LABEL = "palmhall"
 MIGRATIONS = "backend.db.migrations"
