@@ -100,13 +100,11 @@ def worker(imports: tuple[str, ...], no_periodic: bool) -> None:
         )
 
     async def run(settings: Settings) -> None:
-        from backend import wiring
+        from backend import runtime, wiring
         from backend.app import worker_config
         from backend.jobs.periodic import Scheduler
         from backend.jobs.worker import Worker
         from backend.stores import make_redis
-
-        from backend import runtime
 
         wiring.load(list(imports))
         redis = make_redis(settings.redis_url)
@@ -424,6 +422,16 @@ def settings_check() -> None:
     s = _settings()
     click.echo(f"settings ok (env={s.env}, database={s.database_url.split('://', 1)[0]}, "
                f"redis={'in-process' if s.redis_embedded else 'server'})")
+
+
+def _register_domain_commands() -> None:
+    """Command groups that live with their domain package."""
+    from backend.catalog.calendar_commands import calendar
+
+    main.add_command(calendar)
+
+
+_register_domain_commands()
 
 
 if __name__ == "__main__":
