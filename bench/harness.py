@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +165,9 @@ class Server:
     port: int
     log: Path
     description: str = ""
+    # The environment the server was started with (DATABASE_URL, REDIS_URL, secrets...), so
+    # a benchmark can run its own set-up or check-up processes against the same stores.
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
@@ -194,16 +197,39 @@ def _base_env(workdir: Path) -> dict[str, str]:
     return env
 
 
+def run_step(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, log: Path,
+             timeout: float = MIGRATE_TIMEOUT, what: str = "") -> None:
+    """Run one set-up command to the end (output to `log`); RuntimeError if it fails."""
+    proc = _spawn(argv, env=env, cwd=cwd, log=log, stdin=subprocess.DEVNULL)
+    try:
+        rc = proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        rc = None
+    finally:
+        stop_process(proc)
+    if rc != 0:
+        raise RuntimeError(f"{what or argv[0]} failed ({rc}):\n" + _tail(log))
+
+
 @contextlib.contextmanager
 def palmhall_server(database_url: str | None = None, redis_url: str | None = None,
-                    port: int | None = None) -> Iterator[Server]:
-    """`palmhall migrate` then `palmhall serve --workers 1`; a scratch SQLite unless told."""
+                    port: int | None = None, *, env: Mapping[str, str] | None = None,
+                    before_serve: Callable[[dict[str, str], Path], None] | None = None,
+                    ) -> Iterator[Server]:
+    """`palmhall migrate` then `palmhall serve --workers 1`; a scratch SQLite unless told.
+
+    `env` adds to (or overrides) the servers' environment, e.g. secrets or rate limits.
+    `before_serve(env, workdir)` runs after the migration and before the server starts:
+    the place to fill the database (see `run_step`).
+    """
     with tempfile.TemporaryDirectory(prefix="palmhall-bench-") as tmp:
         workdir = Path(tmp)
-        env = _base_env(workdir)
-        env["DATABASE_URL"] = database_url or f"sqlite://{workdir / 'bench.sqlite3'}"
+        env_ = _base_env(workdir)
+        env_["DATABASE_URL"] = database_url or f"sqlite://{workdir / 'bench.sqlite3'}"
         # An empty REDIS_URL is palmhall's switch for the in-process fake Redis.
-        env["REDIS_URL"] = redis_url or ""
+        env_["REDIS_URL"] = redis_url or ""
+        env_.update(env or {})
+        env = env_
         log = workdir / "palmhall.log"
         cmd = _palmhall_cmd()
         migrate = _spawn([*cmd, "migrate"], env=env, cwd=workdir, log=log)
@@ -215,6 +241,8 @@ def palmhall_server(database_url: str | None = None, redis_url: str | None = Non
             stop_process(migrate)
         if rc != 0:
             raise RuntimeError(f"palmhall migrate failed ({rc}):\n" + _tail(log))
+        if before_serve is not None:
+            before_serve(env, workdir)
         port = port or free_port()
         proc = _spawn([*cmd, "serve", "--host", LOOPBACK, "--port", str(port), "--workers", "1"],
                       env=env, cwd=workdir, log=log)
@@ -222,7 +250,8 @@ def palmhall_server(database_url: str | None = None, redis_url: str | None = Non
             wait_healthy(proc, port, log)
             db = env["DATABASE_URL"].split("://", 1)[0]
             yield Server("palmhall", proc, port, log,
-                         f"{db} + {'Redis server' if redis_url else 'in-process Redis'}")
+                         f"{db} + {'Redis server' if env['REDIS_URL'] else 'in-process Redis'}",
+                         env=env)
         finally:
             stop_process(proc)
             report_log_trouble("palmhall", log)
@@ -265,19 +294,22 @@ RequestPlan = Request | Sequence[Request] | Callable[..., Iterable[Request]] | s
 
 def run_load(port: int, plan: RequestPlan, *, duration: float, concurrency: int,
              max_requests: int = MAX_REQUESTS_DEFAULT,
-             factory_args: Mapping[str, Any] | None = None) -> dict[str, Any]:
+             factory_args: Mapping[str, Any] | None = None,
+             error_codes: bool = False) -> dict[str, Any]:
     """Drive 127.0.0.1:port from a separate `python bench/load.py` process; its JSON result.
 
     `plan` is one Request, a list of them (every connection cycles through it), or a factory
     (a module-level callable or a 'module:name' string) called in the load process as
     factory(conn_index, **factory_args) for each connection's own sequence of requests.
+    `error_codes` counts the JSON error codes of answers >= 400 (result["error_codes"]).
     """
     if os.environ.get(_IN_LOAD_CHILD):
         # A factory's module imported in the load process must not start load of its own.
         raise RuntimeError("run_load called inside the load generator; guard the script's "
                            "top level with `if __name__ == '__main__':`")
     cfg = LoadConfig(host=LOOPBACK, port=port, duration=duration, concurrency=concurrency,
-                     max_requests=max_requests, factory_args=dict(factory_args or {}))
+                     max_requests=max_requests, factory_args=dict(factory_args or {}),
+                     error_codes=error_codes)
     if isinstance(plan, Request):
         cfg.requests = [plan]
     elif isinstance(plan, str):

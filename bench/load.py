@@ -115,6 +115,9 @@ class LoadConfig:
     requests: list[Request] = field(default_factory=list)
     factory: str = ""
     factory_args: dict[str, Any] = field(default_factory=dict)
+    # Count the `{"error": {"code": ...}}` of every answer with status >= 400 (the result
+    # then has "error_codes"); off by default, since it parses bodies.
+    error_codes: bool = False
 
     @classmethod
     def from_wire(cls, d: Mapping[str, Any]) -> LoadConfig:
@@ -128,6 +131,7 @@ class LoadConfig:
             requests=[Request.from_wire(r) for r in d.get("requests", [])],
             factory=str(d.get("factory", "")),
             factory_args=dict(d.get("factory_args", {})),
+            error_codes=bool(d.get("error_codes", False)),
         )
 
     def to_wire(self) -> dict[str, Any]:
@@ -140,6 +144,7 @@ class LoadConfig:
             "requests": [r.to_wire() for r in self.requests],
             "factory": self.factory,
             "factory_args": self.factory_args,
+            "error_codes": self.error_codes,
         }
 
 
@@ -177,6 +182,7 @@ class Stats:
         self.latencies = array("d")
         self.statuses: Counter[int] = Counter()
         self.errors: Counter[str] = Counter()
+        self.codes: Counter[str] = Counter()
 
     def take_slot(self) -> bool:
         if self.started >= self.max_requests:
@@ -187,6 +193,17 @@ class Stats:
 
 class ProtocolError(Exception):
     pass
+
+
+def error_code(body: bytes) -> str:
+    """The code of a `{"error": {"code": ...}}` body; a placeholder for any other body."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return "(not JSON)"
+    err = doc.get("error") if isinstance(doc, dict) else None
+    code = err.get("code") if isinstance(err, dict) else None
+    return str(code)[:80] if code else "(no error code)"
 
 
 async def read_response(
@@ -321,6 +338,8 @@ async def connection(cfg: LoadConfig, plan: Plan, stats: Stats, deadline: float)
             lat.append(perf() - t0)
             stats.completed += 1
             stats.statuses[status] += 1
+            if cfg.error_codes and status >= 400:
+                stats.codes[error_code(body)] += 1
             if req.ok(status):
                 stats.ok += 1
             else:
@@ -379,7 +398,7 @@ async def run(cfg: LoadConfig) -> dict[str, Any]:
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     lats = sorted(stats.latencies)
-    return {
+    result: dict[str, Any] = {
         "requests": stats.completed,
         "ok": stats.ok,
         "errors": sum(stats.errors.values()),
@@ -394,6 +413,9 @@ async def run(cfg: LoadConfig) -> dict[str, Any]:
         "client_cpu": round(cpu / elapsed, 3) if elapsed > 0 else 0.0,
         "concurrency": cfg.concurrency,
     }
+    if cfg.error_codes:
+        result["error_codes"] = dict(stats.codes.most_common(50))
+    return result
 
 
 def run_sync(cfg: LoadConfig) -> dict[str, Any]:
@@ -418,6 +440,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--max-requests", type=int, default=MAX_REQUESTS_DEFAULT)
+    ap.add_argument("--error-codes", action="store_true",
+                    help='count the {"error": {"code": ...}} of answers with status >= 400')
     args = ap.parse_args(argv)
     if args.config:
         text = sys.stdin.read() if args.config == "-" else Path(args.config).read_text("utf-8")
@@ -432,6 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "host": args.host, "port": args.port, "duration": args.duration,
             "concurrency": args.concurrency, "max_requests": args.max_requests,
             "requests": [req.to_wire()],
+            "error_codes": args.error_codes,
         })
     if cfg.host not in ("127.0.0.1", "::1", "localhost"):
         # These benchmarks are for loopback only; pointing them elsewhere would be a load test.

@@ -39,7 +39,7 @@ async def book(request: Request, payload: Book) -> HTTPResponse:
     if not 8 <= len(key) <= 100:
         raise DomainError("booking.idempotency_key_missing")
     await limit(request, f"booking:{rid}", ctx.settings.rate_booking_resident)
-    person = await identity.verified_identity(resident_id=rid, hash_key=ctx.settings.hash_key)
+    person = await identity.verified_identity(resident_id=rid, hash_key=ctx.settings.hash_key, redis=ctx.redis)
     appointment, created = await booking.book(
         resident_id=rid, person_hash=person, slot_id=payload.slot_id, idempotency_key=key,
         fingerprint=booking.request_fingerprint(payload.model_dump()), redis=ctx.redis,

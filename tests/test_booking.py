@@ -405,3 +405,25 @@ async def test_every_booking_change_is_audited(live: Live, hall: dict) -> None:
     await live.client.delete(f"/api/v1/mp/appointments/{appointment['id']}", headers=headers)
     actions = [a.action for a in await AuditEntry.filter(target_kind="appointment").order_by("seq")]
     assert actions == ["appointment.booked", "appointment.cancelled"]
+
+
+async def test_a_full_slot_is_answered_without_the_database(live: Live, hall: dict) -> None:
+    from backend import db
+
+    people = [await verified_resident(live) for _ in range(11)]
+    slot_id = (await slots(live, hall))[0]["slot_id"]
+    for _, headers in people[:10]:
+        assert (await book(live, headers, slot_id)).status_code == 201
+    _, late_comer = people[10]
+    # An earlier attempt of theirs (here: the first one) put who they are in the Redis cache.
+    other_slot = (await slots(live, hall))[1]["slot_id"]
+    assert (await book(live, late_comer, other_slot)).status_code == 201
+    await db.close()
+    try:
+        # The database is now unreachable: only Redis can answer.
+        await db.init("postgres://nobody@127.0.0.1:1/none")
+        r = await book(live, late_comer, slot_id)
+    finally:
+        await db.close()
+        await db.init(live.app.ctx.settings.database_url)
+    assert (r.status_code, r.json()["error"]["code"]) == (409, "booking.slot_full")

@@ -188,10 +188,9 @@ async def book(
     known = await redis.get(idem_key)
     if known is not None:
         return await _replay(resident_id, idempotency_key, fingerprint), False
-    # A rush on a full slot ends here, without touching the database.
+    # A rush on a full slot ends here, without touching the database (a retry of a booking that
+    # succeeded was answered above from its Redis record).
     if not await _gate_take(redis, slot_id):
-        if await Appointment.filter(resident_id=resident_id, idempotency_key=idempotency_key).exists():
-            return await _replay(resident_id, idempotency_key, fingerprint), False
         raise DomainError("booking.slot_full")
     try:
         appointment, created = await _book_in_db(resident_id=resident_id, person_hash=person_hash, slot_id=slot_id,

@@ -294,11 +294,23 @@ async def _merge_into(me: Resident, holder: Resident, *, phone_hash: str, config
     return BindResult(resident_id=holder.id, merged=True, tokens=pair)
 
 
-async def verified_identity(*, resident_id: int, hash_key: str) -> str:
-    """The keyed hash of the resident's ID number: limits follow the person, not the login."""
+PERSON_CACHE = "palmhall:identity:person:"
+
+
+async def verified_identity(*, resident_id: int, hash_key: str, redis: Redis | None = None) -> str:
+    """The keyed hash of the resident's ID number: limits follow the person, not the login.
+
+    Cached in Redis (it never changes once bound) so a booking rush does not read the database.
+    """
+    if redis is not None:
+        cached = await redis.get(f"{PERSON_CACHE}{resident_id}")
+        if cached:
+            return cached.decode() if isinstance(cached, bytes) else str(cached)
     resident = await get_resident(resident_id=resident_id)
     if resident.id_number_hash is None:
         raise DomainError("identity.not_verified")
+    if redis is not None:
+        await redis.set(f"{PERSON_CACHE}{resident_id}", resident.id_number_hash, ex=3600)
     return resident.id_number_hash
 
 
