@@ -41,8 +41,10 @@ def test_migrate_creates_the_schema_on_a_fresh_sqlite_file(tmp_path: Path) -> No
 def test_migrations_match_the_models(tmp_path: Path) -> None:
     """A model change without its migration would ship a schema the code does not expect."""
     env = base_env(f"sqlite://{tmp_path}/x.sqlite3", tmp_path)
-    r = cli("makemigrations", env=env)
-    assert "No changes detected" in r.stdout, r.stdout + r.stderr
+    before = sorted((ROOT / "backend/db/migrations").glob("*.py"))
+    r = cli("makemigrations", "--check", env=env)
+    assert r.returncode == 0 and "No changes detected" in r.stdout, r.stdout + r.stderr
+    assert sorted((ROOT / "backend/db/migrations").glob("*.py")) == before  # a check writes nothing
 
 
 async def test_demo_load_runs_once(orm: str, tmp_path: Path) -> None:
