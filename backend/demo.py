@@ -59,6 +59,15 @@ async def _hall(settings: Settings) -> None:
                                   address="杭州市西湖区转塘街道象山路1号", using_db=tx)
 
 
+@step("catalog", "10 service items from data/catalog/demo_items.json, through `palmhall catalog import`'s importer")
+async def _catalog(settings: Settings) -> None:
+    from backend.catalog import importer
+
+    report = await importer.import_file(importer.DEMO_FILE, actor_id="demo")
+    if report.refused:
+        raise RuntimeError(f"demo catalog: rows refused: {report.of('refused')}")
+
+
 @step("staff", f"staff demo.clerk (clerk) and demo.admin (hall_admin), password {DEMO_PASSWORD}")
 async def _staff(settings: Settings) -> None:
     from backend.identity import service as identity
@@ -81,3 +90,23 @@ async def _kiosk(settings: Settings) -> None:
     device, secret = await identity.register_kiosk(hall_code=DEMO_HALL, name="演示自助终端",
                                                    keyring=KeyRing.parse(settings.data_keys), actor="demo")
     print(f"  demo kiosk {device.device_id} secret {secret}")
+
+
+@step("hours", "HX-01 open Mon–Fri 09:00–12:00 and 13:30–17:00, counters 1–3, booking rules")
+async def _hours(settings: Settings) -> None:
+    from datetime import time
+
+    from backend.booking.models import BookingRule
+    from backend.catalog.models import Counter, Hall, OpeningHours
+
+    hall = await Hall.get(code=DEMO_HALL)
+    async with db.transaction() as tx:
+        for weekday in range(5):
+            await OpeningHours.create(hall=hall, weekday=weekday, opens=time(9), closes=time(12), using_db=tx)
+            await OpeningHours.create(hall=hall, weekday=weekday, opens=time(13, 30), closes=time(17), using_db=tx)
+        for number, name, groups in ((1, "综合受理1号窗口", ["A", "B"]), (2, "社保医保2号窗口", ["B", "C"]),
+                                     (3, "综合受理3号窗口", ["A", "B", "C"])):
+            await Counter.create(hall=hall, number=number, name=name, groups=groups, using_db=tx)
+        await BookingRule.create(hall=hall, item=None, slot_minutes=30, seats_per_slot=6, horizon_days=14,
+                                 min_notice_minutes=60, cancel_cutoff_minutes=120, max_active_per_person=3,
+                                 release_cooldown_minutes=30, walkin_daily_quota=200, using_db=tx)

@@ -427,3 +427,24 @@ async def test_a_full_slot_is_answered_without_the_database(live: Live, hall: di
         await db.close()
         await db.init(live.app.ctx.settings.database_url)
     assert (r.status_code, r.json()["error"]["code"]) == (409, "booking.slot_full")
+
+
+async def test_hall_admin_sets_the_booking_rule_a_clerk_cannot(live: Live, hall: dict) -> None:
+    from tests.test_staff_and_kiosks import login, make_staff
+
+    password = await make_staff("admin", "HX-01", StaffRole.HALL_ADMIN)
+    admin = {"Authorization": f"Bearer {(await login(live, 'admin', password)).json()['access_token']}"}
+    clerk = await _clerk(live, "HX-01")
+    rule = {"item": "ITEM-PENSION", "slot_minutes": 60, "seats_per_slot": 2}
+    r = await live.client.put(f"/api/v1/staff/halls/{hall['hall'].id}/booking-rule", json=rule, headers=clerk)
+    assert (r.status_code, r.json()["error"]["code"]) == (403, "auth.forbidden")
+    r = await live.client.put(f"/api/v1/staff/halls/{hall['hall'].id}/booking-rule", json=rule, headers=admin)
+    assert r.status_code == 200 and r.json()["seats_per_slot"] == 2
+    pension = await slots(live, hall, item="ITEM-PENSION")
+    assert len(pension) == 3 + 3 and {s["capacity"] for s in pension} == {2}  # hour slots, 2 seats
+    assert (await slots(live, hall))[0]["capacity"] == 10  # the other item keeps the hall default
+    bad = await live.client.put(f"/api/v1/staff/halls/{hall['hall'].id}/booking-rule",
+                                json={"seats_per_slot": 0, "slot_minutes": 1}, headers=admin)
+    assert bad.status_code == 422
+    assert {f["field"] for f in bad.json()["error"]["details"]["fields"]} == {"seats_per_slot", "slot_minutes"}
+    assert await AuditEntry.filter(action="booking.rule_set").count() == 1

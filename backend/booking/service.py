@@ -406,3 +406,33 @@ async def booking_status(*, person_hash: str | None) -> dict[str, Any]:
     bar = await active_bar(person_hash=person_hash) if person_hash else None
     return {"barred": bar is not None,
             "bar": {"reason": bar.reason, "until": bar.ends_at.astimezone(SHANGHAI).isoformat()} if bar else None}
+
+
+RULE_FIELDS = ("slot_minutes", "seats_per_slot", "horizon_days", "min_notice_minutes", "cancel_cutoff_minutes",
+               "max_active_per_person", "release_cooldown_minutes", "checkin_early_minutes",
+               "checkin_late_minutes", "walkin_daily_quota")
+
+
+def describe_rule(rule: BookingRule) -> dict[str, Any]:
+    return {name: getattr(rule, name) for name in RULE_FIELDS}
+
+
+async def set_rule(*, hall_id: int, item_code: str | None, values: dict[str, int], staff_id: int) -> dict[str, Any]:
+    """A hall admin sets the hall's default rule or one item's; slots already made keep their seats."""
+    item_id = None
+    if item_code is not None:
+        _, item = await _bookable_item(hall_id=hall_id, item_code=item_code)
+        item_id = item.id
+    async with db.transaction() as tx:
+        rule = await BookingRule.filter(hall_id=hall_id, item_id=item_id).using_db(tx).first()
+        before = describe_rule(rule) if rule else None
+        if rule is None:
+            rule = await BookingRule.create(hall_id=hall_id, item_id=item_id, **values, using_db=tx)
+        else:
+            for name, value in values.items():
+                setattr(rule, name, value)
+            await rule.save(using_db=tx)
+        await audit.record(using_db=tx, actor_kind="staff", actor_id=staff_id, action="booking.rule_set",
+                           target_kind="hall", target_id=hall_id,
+                           details={"item": item_code, "before": before, "after": describe_rule(rule)})
+    return {"hall_id": hall_id, "item": item_code, **describe_rule(rule)}

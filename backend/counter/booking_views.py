@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
@@ -14,6 +15,7 @@ from backend.booking.models import Appointment
 from backend.counter.auth import staff
 from backend.counter.scan import resolver
 from backend.errors import DomainError
+from backend.http import body
 from backend.identity.models import StaffRole
 from backend.identity.service import StaffPrincipal
 
@@ -81,4 +83,32 @@ async def recall(request: Request, counter_id: int) -> HTTPResponse:
 async def missed(request: Request, counter_id: int) -> HTTPResponse:
     cid = await _counter_for(request, counter_id)
     return json(await queue.mark_missed(counter_id=cid, staff_id=staff(request).id, redis=request.app.ctx.redis),
+                ensure_ascii=False)
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    item: str | None = Field(None, max_length=40, description="item code; omit for the hall's default rule")
+    slot_minutes: int = Field(30, ge=5, le=240)
+    seats_per_slot: int = Field(4, ge=1, le=500)
+    horizon_days: int = Field(14, ge=1, le=90)
+    min_notice_minutes: int = Field(60, ge=0, le=7 * 24 * 60)
+    cancel_cutoff_minutes: int = Field(120, ge=0, le=7 * 24 * 60)
+    max_active_per_person: int = Field(3, ge=1, le=20)
+    release_cooldown_minutes: int = Field(30, ge=0, le=24 * 60)
+    checkin_early_minutes: int = Field(30, ge=0, le=240)
+    checkin_late_minutes: int = Field(15, ge=0, le=240)
+    walkin_daily_quota: int = Field(100, ge=0, le=10_000)
+
+
+@bp.put("/halls/<hall_id:int>/booking-rule")
+@openapi.summary("Set the hall's booking rule (or one item's): slots, seats, horizon, notice, limits")
+@openapi.tag("counter")
+@openapi.secured("staff")
+@body(Rule)
+async def set_rule(request: Request, hall_id: int, payload: Rule) -> HTTPResponse:
+    admin = staff(request)
+    admin.require(hall_id, StaffRole.HALL_ADMIN, StaffRole.ADMIN)
+    values = payload.model_dump(exclude={"item"})
+    return json(await booking.set_rule(hall_id=hall_id, item_code=payload.item, values=values, staff_id=admin.id),
                 ensure_ascii=False)
