@@ -448,3 +448,17 @@ async def test_hall_admin_sets_the_booking_rule_a_clerk_cannot(live: Live, hall:
     assert bad.status_code == 422
     assert {f["field"] for f in bad.json()["error"]["details"]["fields"]} == {"seats_per_slot", "slot_minutes"}
     assert await AuditEntry.filter(action="booking.rule_set").count() == 1
+
+
+async def test_public_progress_of_an_appointment_shows_no_personal_data(live: Live, hall: dict) -> None:
+    _, headers = await verified_resident(live)
+    appointment = (await book(live, headers, (await slots(live, hall))[0]["slot_id"])).json()
+    token = appointment["qr_url"].rsplit("/", 1)[1]
+    r = await live.client.get(f"/api/v1/progress/{token}")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "booked" and body["item"]["code"] == "ITEM-RESIDENCE"
+    assert body["starts_at"] == "2026-03-03T09:00:00+08:00" and body["ticket"] is None
+    assert set(body) == {"kind", "status", "item", "hall", "starts_at", "ends_at", "ticket"}  # nothing personal
+    r = await live.client.get(f"/api/v1/progress/{token[:-4]}AAAA")
+    assert (r.status_code, r.json()["error"]["code"]) == (404, "qr.invalid")

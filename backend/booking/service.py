@@ -436,3 +436,16 @@ async def set_rule(*, hall_id: int, item_code: str | None, values: dict[str, int
                            target_kind="hall", target_id=hall_id,
                            details={"item": item_code, "before": before, "after": describe_rule(rule)})
     return {"hall_id": hall_id, "item": item_code, **describe_rule(rule)}
+
+
+async def public_progress(*, appointment_id: int) -> dict[str, Any]:
+    """What the appointment's QR shows anyone who scans it: no personal data at all."""
+    from backend.booking.models import QueueTicket
+
+    appointment = await Appointment.get_or_none(id=appointment_id)
+    if appointment is None:
+        raise DomainError("qr.invalid")
+    card = await describe(appointment)
+    ticket = await QueueTicket.filter(appointment_id=appointment.id).first()
+    return {"kind": "appointment", "status": card["status"], "item": card["item"], "hall": card["hall"],
+            "starts_at": card["starts_at"], "ends_at": card["ends_at"], "ticket": ticket.code if ticket else None}

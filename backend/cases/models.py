@@ -7,6 +7,8 @@ from enum import StrEnum
 from tortoise import fields
 from tortoise.models import Model
 
+from backend.catalog.models import Hall, ServiceItem, ServiceItemVersion
+
 
 class CaseStatus(StrEnum):
     DRAFT = "draft"
@@ -41,7 +43,8 @@ class WarningLevel(StrEnum):
 
 
 class MaterialSource(StrEnum):
-    UPLOAD = "upload"  # handed in fresh for this case
+    UPLOAD = "upload"  # handed in fresh for this case, as a file
+    PAPER = "paper"  # handed in fresh for this case, on paper at the counter
     REUSE = "reuse"  # accepted in an earlier case, attached again
     CERTIFICATE = "certificate"  # an e-certificate the applicant holds stands for it
 
@@ -73,13 +76,13 @@ class Case(Model):
     applicant_hash = fields.CharField(max_length=64, db_index=True)
     applicant_name_enc = fields.TextField()
     applicant_id_number_enc = fields.TextField()
-    hall: fields.ForeignKeyRelation[Model] = fields.ForeignKeyField(
+    hall: fields.ForeignKeyRelation[Hall] = fields.ForeignKeyField(
         "palmhall.Hall", related_name="cases", on_delete=fields.RESTRICT
     )
-    item: fields.ForeignKeyRelation[Model] = fields.ForeignKeyField(
+    item: fields.ForeignKeyRelation[ServiceItem] = fields.ForeignKeyField(
         "palmhall.ServiceItem", related_name="cases", on_delete=fields.RESTRICT
     )
-    item_version: fields.ForeignKeyRelation[Model] = fields.ForeignKeyField(
+    item_version: fields.ForeignKeyRelation[ServiceItemVersion] = fields.ForeignKeyField(
         "palmhall.ServiceItemVersion", related_name="cases", on_delete=fields.RESTRICT
     )
     channel = fields.CharEnumField(CaseChannel, max_length=16)
@@ -97,13 +100,18 @@ class Case(Model):
     decided_at = fields.DatetimeField(null=True)
     completed_at = fields.DatetimeField(null=True)
     has_fees = fields.BooleanField(default=False)
+    fee_total_fen = fields.IntField(default=0)
+    # The e-certificate type the pinned item version issues on approval, if any.
+    certificate_type = fields.CharField(max_length=64, null=True)
     paid_at = fields.DatetimeField(null=True)
     # Time limits, in working days of the catalog calendar, counted from the day after acceptance.
     statutory_days = fields.IntField()
     promised_days = fields.IntField()
     accepted_on = fields.DateField(null=True)
     paused_since = fields.DateField(null=True)  # set while waiting for a correction or a payment
-    paused_working_days = fields.IntField(default=0)
+    # Ended pauses as [[from, to], ...] ISO dates: the working days in (from, to] do not count.
+    pauses: fields.Field = fields.JSONField(default=list)
+    yellow_on = fields.DateField(null=True)  # the day 80% of the promised limit is used
     promised_due = fields.DateField(null=True)
     statutory_due = fields.DateField(null=True)
     # A due date that reaches into a year the calendar does not know yet (recomputed when it is loaded).
@@ -299,7 +307,9 @@ class Rectification(Model):
         "palmhall.Evaluation", related_name="rectification", on_delete=fields.CASCADE
     )
     hall_id = fields.IntField(db_index=True)
+    limit_days = fields.IntField()  # working days allowed, kept to work the due date out again
     due_on = fields.DateField()
+    yellow_on = fields.DateField(null=True)
     due_provisional = fields.BooleanField(default=False)
     state = fields.CharEnumField(TicketState, max_length=8, default=TicketState.OPEN)
     response = fields.TextField(default="")
@@ -321,7 +331,9 @@ class Complaint(Model):
     hall_id = fields.IntField(db_index=True)
     case_id = fields.BigIntField(null=True)
     content = fields.TextField()
+    limit_days = fields.IntField()  # working days allowed, kept to work the due date out again
     due_on = fields.DateField()
+    yellow_on = fields.DateField(null=True)
     due_provisional = fields.BooleanField(default=False)
     state = fields.CharEnumField(TicketState, max_length=8, default=TicketState.OPEN)
     answer = fields.TextField(default="")

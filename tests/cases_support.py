@@ -1,0 +1,155 @@
+"""What the cases tests share: a hall with items, staff and residents logged in, and real small files."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from backend import clock
+from backend.catalog import service as catalog
+from backend.catalog.codes import make_item_code, make_uscc
+from backend.catalog.schemas import ItemIn
+from backend.identity import service as identity
+from backend.identity.models import StaffRole
+from kiosks.signing import signed_headers
+from tests.conftest import Live, Platforms
+from tests.test_identity import auth, make_id, wechat_login
+
+AGENCY = make_uscc("11330106002501730")
+RESIDENCE = make_item_code(AGENCY, "4000607016000")  # 居住证明: free, issues an e-certificate
+LICENCE = make_item_code(AGENCY, "4000607017000")  # with a fee, and a certificate
+SIMPLE = make_item_code(AGENCY, "4000607018000")  # free, no certificate, delivered on paper
+
+
+# ---- files ----------------------------------------------------------------------------------
+
+
+def pdf_bytes(text: str = "palmhall") -> bytes:
+    body = (b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n"
+            b"2 0 obj << /Type /Pages /Kids [] /Count 0 >> endobj\n% " + text.encode() + b"\n"
+            b"trailer << /Root 1 0 R >>\n%%EOF\n")
+    return body
+
+
+def png_bytes(seed: int = 0) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    pixel = zlib.compress(b"\x00" + bytes([seed % 256, 0, 0]))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", pixel) + chunk(b"IEND", b"")
+
+
+def jpeg_bytes() -> bytes:
+    # SOI, an APP0/JFIF segment, a comment, EOI: enough for a magic-number check and an end marker.
+    return (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+            b"\xff\xfe\x00\x0apalmhall" + b"\xff\xd9")
+
+
+# ---- people and places ----------------------------------------------------------------------
+
+
+ZHANG = {"name": "张三丰", "id_number": make_id("11010519800101123"), "phone": "13812345678"}
+LI = {"name": "李四", "id_number": make_id("33010619951231004"), "phone": "13987654321"}
+WANG = {"name": "王小明", "id_number": make_id("33010619900505201"), "phone": "13700001111"}
+
+
+def item_row(code: str, name: str, **over: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "code": code, "name": name, "department": "转塘街道办事处", "subject_type": "person",
+        "materials": [
+            {"code": "ID", "name": "居民身份证", "form": "original", "certificate_type": "居民身份证"},
+            {"code": "FORM", "name": "申请表", "form": "original"},
+            {"code": "LEASE", "name": "租赁合同", "form": "copy"},
+            {"code": "PHOTO", "name": "近期照片", "form": "electronic", "required": False},
+        ],
+        "statutory_days": 10, "promised_days": 5, "fees": [], "online_depth": 3,
+        "channels": ["counter", "mini_program", "kiosk"], "halls": ["HX", "HY"], "effective_from": "2025-01-01",
+    }
+    row.update(over)
+    return row
+
+
+@dataclass
+class World:
+    halls: dict[str, int]
+    clerk: dict[str, str]  # HX clerk's auth header
+    admin: dict[str, str]  # HX hall admin
+    other_clerk: dict[str, str]  # HY clerk
+
+
+async def staff_headers(live: Live, username: str, hall: str, role: StaffRole) -> dict[str, str]:
+    _, password = await identity.create_staff(username=username, display_name=username, hall_code=hall, role=role)
+    r = await live.client.post("/api/v1/staff/auth/login", json={"username": username, "password": password})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+async def build_world(live: Live) -> World:
+    x = await catalog.create_hall(code="HX", name="转塘街道便民服务中心", region_code="330106011")
+    y = await catalog.create_hall(code="HY", name="双浦镇便民服务中心", region_code="330106012")
+    for row in (
+        item_row(RESIDENCE, "居住证明开具", certificate_type="居住证明"),
+        item_row(LICENCE, "摊位经营许可", certificate_type="摊位经营许可证",
+                 fees=[{"name": "工本费", "basis": "浙价费〔2020〕1号", "amount_fen": 1250}]),
+        item_row(SIMPLE, "困难证明开具", materials=[{"code": "FORM", "name": "申请表", "form": "original"}],
+                 statutory_days=3, promised_days=2),
+    ):
+        await catalog.upsert_item(row=ItemIn.model_validate(row))
+    return World(
+        halls={"HX": x.id, "HY": y.id},
+        clerk=await staff_headers(live, "hx.clerk", "HX", StaffRole.CLERK),
+        admin=await staff_headers(live, "hx.admin", "HX", StaffRole.HALL_ADMIN),
+        other_clerk=await staff_headers(live, "hy.clerk", "HY", StaffRole.CLERK),
+    )
+
+
+async def resident(live: Live, platforms: Platforms, person: dict[str, str] | None = None) -> dict[str, str]:
+    """A logged-in resident, real-name bound when `person` is given."""
+    tokens = await wechat_login(live, platforms)
+    headers = auth(tokens)
+    if person is not None:
+        r = await live.client.put("/api/v1/mp/me/real-name", json=person, headers=headers)
+        assert r.status_code == 200, r.text
+    return headers
+
+
+async def upload(live: Live, headers: dict[str, str], data: bytes, name: str = "scan.pdf",
+                 content_type: str = "application/pdf") -> httpx.Response:
+    return await live.client.post("/api/v1/mp/uploads", files={"file": (name, data, content_type)}, headers=headers)
+
+
+async def upload_id(live: Live, headers: dict[str, str], data: bytes | None = None, name: str = "scan.pdf") -> int:
+    r = await upload(live, headers, data if data is not None else pdf_bytes(secrets.token_hex(4)), name)
+    assert r.status_code == 201, r.text
+    return int(r.json()["id"])
+
+
+def application(hall_id: int, item: str = RESIDENCE, materials: list[dict[str, Any]] | None = None,
+                **over: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"item_code": item, "hall_id": hall_id, "form": {"居住地址": "象山路1号3幢201室"},
+                            "materials": materials or [], "delivery": {"method": "pickup"}}
+    body.update(over)
+    return body
+
+
+async def act(live: Live, headers: dict[str, str], case_no: str, action: str, **extra: Any) -> httpx.Response:
+    return await live.client.post(f"/api/v1/staff/cases/{case_no}/transitions",
+                                  json={"action": action, **extra}, headers=headers)
+
+
+def kiosk_headers(device_id: str, secret: str, method: str, path: str, body: bytes = b"",
+                  extra: dict[str, str] | None = None) -> dict[str, str]:
+    h = signed_headers(device_id=device_id, secret=secret, method=method, path_with_query=path, body=body,
+                       timestamp=int(clock.now().timestamp()), nonce=secrets.token_urlsafe(16))
+    return {**h, "Content-Type": "application/json", **(extra or {})}
+
+
+def dumps(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, ensure_ascii=False).encode()
