@@ -1,0 +1,80 @@
+"""Counter payment routes: a hall admin refunds (idempotently) and reads an order; daily reconciliation reports."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pydantic import BaseModel, ConfigDict, Field
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse, json
+from sanic_ext import openapi
+
+from backend.counter.auth import staff
+from backend.errors import DomainError
+from backend.http import body
+from backend.identity.models import StaffRole
+from payments import reconcile
+from payments import service as payments
+
+bp = Blueprint("staff_payments")
+
+
+class RefundIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount_fen: int | None = Field(None, gt=0, description="omit for everything still refundable")
+    reason: str = Field(min_length=2, max_length=80)
+
+
+@bp.post("/payments/<order_id:int>/refunds")
+@openapi.summary("Refund all or part of a paid order (hall admin); the same Idempotency-Key answers the same refund")
+@openapi.tag("counter")
+@openapi.secured("staff")
+@openapi.parameter("Idempotency-Key", str, "header", required=True)
+@body(RefundIn)
+async def refund(request: Request, order_id: int, payload: RefundIn) -> HTTPResponse:
+    key = request.headers.get("idempotency-key", "").strip()
+    if not 8 <= len(key) <= 100:
+        raise DomainError("payment.idempotency_key_missing")
+    found, created = await payments.request_refund(
+        order_id=order_id, amount_fen=payload.amount_fen, reason=payload.reason, staff=staff(request),
+        idempotency_key=key, settings=request.app.ctx.settings)
+    order = await payments.own_order(order_id=order_id)
+    return json({"refund": payments.describe_refund(found), "order": payments.describe(order)},
+                status=201 if created else 200, ensure_ascii=False)
+
+
+@bp.get("/payments/<order_id:int>")
+@openapi.summary("A payment order of one's hall with its state history and refunds")
+@openapi.tag("counter")
+@openapi.secured("staff")
+async def show(request: Request, order_id: int) -> HTTPResponse:
+    order = await payments.own_order(order_id=order_id)
+    staff(request).require(order.hall_id, StaffRole.CLERK, StaffRole.HALL_ADMIN, StaffRole.AUDITOR)
+    return json({"order": payments.describe(order), "history": await payments.history(order_id=order.id),
+                 "refunds": await payments.refunds_of(order_id=order.id)}, ensure_ascii=False)
+
+
+@bp.get("/payments/suspects")
+@openapi.summary("Signed payment notifications that did not match our orders (amount, merchant, unknown order)")
+@openapi.tag("counter")
+@openapi.secured("staff")
+async def suspects(request: Request) -> HTTPResponse:
+    if not staff(request).halls_with(StaffRole.HALL_ADMIN, StaffRole.AUDITOR, StaffRole.ADMIN):
+        raise DomainError("auth.forbidden")
+    return json({"suspects": await payments.suspects()}, ensure_ascii=False)
+
+
+@bp.get("/payments/reconciliation")
+@openapi.summary("The stored reconciliation report of a day (?date=YYYY-MM-DD): every difference, line by line")
+@openapi.tag("counter")
+@openapi.secured("staff")
+async def reconciliation(request: Request) -> HTTPResponse:
+    me = staff(request)
+    if not me.halls_with(StaffRole.HALL_ADMIN, StaffRole.AUDITOR, StaffRole.ADMIN):
+        raise DomainError("auth.forbidden")
+    try:
+        day = date.fromisoformat(request.args.get("date", ""))
+    except ValueError:
+        raise DomainError("validation.failed", details={"fields": [
+            {"field": "date", "code": "date", "message": "日期格式应为 YYYY-MM-DD"}]}) from None
+    return json(await reconcile.stored(day=day), ensure_ascii=False)
