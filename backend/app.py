@@ -72,12 +72,19 @@ def create_app(settings: Settings | None = None, *, name: str = APP_NAME) -> San
 
 def _register_blueprints(app: Sanic) -> None:
     from backend.counter import surface as counter
+    from backend.hall_sync.views import bp as hall_callbacks
     from backend.public import surface as public
     from backend.public.views import ops
     from kiosks import surface as kiosk
     from miniprogram_api import surface as mp
 
     app.blueprint(ops)
+    from payments.views import bp as payment_callbacks
+
+    # A copy: module-level blueprints are shared by every app this process builds.
+    app.blueprint(payment_callbacks.copy(payment_callbacks.name, with_registration=False))
+    # The main hall's callbacks: anonymous surface, each request verified by its signature in the view.
+    app.blueprint(hall_callbacks.copy(hall_callbacks.name, with_registration=False))
     # One group per audience, each authenticated once (see ARCHITECTURE: HTTP lives with its audience).
     for surface in (public, mp, counter, kiosk):
         app.blueprint(surface.group())

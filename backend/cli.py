@@ -140,10 +140,20 @@ def migrate() -> None:
 
 @main.command()
 @click.option("--name", default=None, help="migration name suffix")
-def makemigrations(name: str | None) -> None:
+@click.option("--check", is_flag=True, help="write nothing; exit 1 when the models have changes without a migration")
+def makemigrations(name: str | None, check: bool) -> None:
     """Write a migration for model changes (developers)."""
     from tortoise.cli.cli import run_cli_async
 
+    if check:
+        from backend.db.autodetect import pending_changes
+
+        pending = asyncio.run(pending_changes())
+        if pending:
+            click.echo("models changed without a migration: " + ", ".join(pending), err=True)
+            sys.exit(1)
+        click.echo("No changes detected")
+        return
     argv = ["-c", "backend.db.autodetect.TORTOISE_ORM", "makemigrations"]
     if name:
         argv += ["--name", name]
@@ -427,8 +437,13 @@ def settings_check() -> None:
 def _register_domain_commands() -> None:
     """Command groups that live with their domain package."""
     from backend.catalog.calendar_commands import calendar
+    from backend.catalog.commands import catalog
+    from backend.hall_sync.commands import hall_sync
+    from notifications.commands import notifications
+    from payments.commands import payments
 
-    main.add_command(calendar)
+    for group in (calendar, catalog, payments, hall_sync, notifications):
+        main.add_command(group)
 
 
 _register_domain_commands()

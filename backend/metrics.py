@@ -34,7 +34,7 @@ def observe(method: str, route: str, status: int, seconds: float) -> None:
     LATENCY.labels(*labels).observe(seconds)
 
 
-def render(outbox: dict[str, Any]) -> tuple[bytes, str]:
+def render(outbox: dict[str, Any], *, hall_sync_lag_seconds: float | None = None) -> tuple[bytes, str]:
     """Process metrics (all processes' when multi-process) plus gauges read from the database."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
@@ -44,6 +44,8 @@ def render(outbox: dict[str, Any]) -> tuple[bytes, str]:
         text = generate_latest(REGISTRY)
     gauges = CollectorRegistry()
     gauges.register(_OutboxCollector(outbox))
+    if hall_sync_lag_seconds is not None:
+        gauges.register(_HallSyncCollector(hall_sync_lag_seconds))
     return text + generate_latest(gauges), CONTENT_TYPE_LATEST
 
 
@@ -60,4 +62,16 @@ class _OutboxCollector:
             "palmhall_outbox_oldest_pending_age_seconds",
             "Age of the oldest event not yet done (pending or running)",
             value=self.outbox["oldest_pending_age_seconds"],
+        )
+
+
+class _HallSyncCollector:
+    def __init__(self, lag_seconds: float) -> None:
+        self.lag_seconds = lag_seconds
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            "palmhall_hall_sync_lag_seconds",
+            "Age of the oldest event the main hall has not acknowledged yet",
+            value=self.lag_seconds,
         )

@@ -33,11 +33,12 @@ def fake_settings(settings: Settings) -> dict[str, Any]:
     """Where the clients find the fakes when this process serves them."""
     base = f"http://127.0.0.1:{settings.port}{FAKES_PREFIX}"
     return {"wechat_api_base": f"{base}/wechat", "alipay_gateway": f"{base}/alipay/gateway.do",
-            "realname_api_base": f"{base}/realname"}
+            "realname_api_base": f"{base}/realname", "hall_api_base": f"{base}/hall"}
 
 
 def mount_fakes(app: Sanic, settings: Settings) -> Settings:
     """Development only: serve fake platforms on this server and point the clients at them."""
+    from backend.hall_sync import fake as hall_fake
     from backend.identity import alipay_fake, realname_fake, wechat_fake
 
     wechat = wechat_fake.FakeWeChat(app_id=settings.wechat_app_id, app_secret=settings.wechat_app_secret)
@@ -48,9 +49,35 @@ def mount_fakes(app: Sanic, settings: Settings) -> Settings:
     app.blueprint(wechat_fake.blueprint(wechat, url_prefix=f"{FAKES_PREFIX}/wechat"))
     app.blueprint(alipay_fake.blueprint(alipay, url_prefix=f"{FAKES_PREFIX}/alipay"))
     app.blueprint(realname_fake.blueprint(realname, url_prefix=f"{FAKES_PREFIX}/realname"))
-    app.ctx.fakes = {"wechat": wechat, "alipay": alipay, "realname": realname}
+    # The main hall calls back into this same server, so the demo shows sync both ways.
+    hall = hall_fake.FakeHall(app_id=settings.hall_app_id, secret=settings.hall_app_secret,
+                              callback_url=f"http://127.0.0.1:{settings.port}/api/v1/hall/callbacks")
+    app.blueprint(hall_fake.blueprint(hall, url_prefix=f"{FAKES_PREFIX}/hall"))
+    app.ctx.fakes = {"wechat": wechat, "alipay": alipay, "realname": realname, "hall": hall}
+    # Notifications: text messages to a fake Aliyun SMS, template messages on the fake Alipay gateway.
+    from notifications import alipay_fake as notify_alipay_fake
+    from notifications import sms_fake
+
+    sms = sms_fake.FakeSms(access_key_id=settings.sms_access_key_id, access_key_secret=settings.sms_access_key_secret)
+    app.blueprint(sms_fake.blueprint(sms, url_prefix=f"{FAKES_PREFIX}/sms"))
+    app.ctx.fakes.update(sms=sms, alipay_messages=notify_alipay_fake.install(alipay))
+    # Payments: a fake WeChat Pay v3 with its own key pairs; Alipay's trade methods on the same fake gateway.
+    from payments import alipay_fake as alipay_trades_fake
+    from payments import wechatpay_fake
+
+    wechatpay_base = f"http://127.0.0.1:{settings.port}{FAKES_PREFIX}/wechatpay"
+    wechatpay = wechatpay_fake.FakeWeChatPay.create(appid=settings.wechat_app_id)
+    wechatpay.base_url = wechatpay_base
+    alipay_trades = alipay_trades_fake.AlipayTrades(
+        alipay, base_url=f"http://127.0.0.1:{settings.port}{FAKES_PREFIX}/alipay")
+    app.blueprint(wechatpay_fake.blueprint(wechatpay, url_prefix=f"{FAKES_PREFIX}/wechatpay"))
+    app.blueprint(alipay_trades_fake.blueprint(alipay_trades, url_prefix=f"{FAKES_PREFIX}/alipay"))
+    app.ctx.fakes.update(wechatpay=wechatpay, alipay_trades=alipay_trades)
     return settings.with_overrides(
         **fake_settings(settings),
+        **wechatpay.client_settings(wechatpay_base),
+        alipay_seller_id=alipay_trades.seller_id,
+        sms_endpoint=f"http://127.0.0.1:{settings.port}{FAKES_PREFIX}/sms/",
         alipay_app_private_key=alipay.app_private_key_b64,
         alipay_public_key=alipay.alipay_public_key_b64,
     )

@@ -64,10 +64,15 @@ VARS: tuple[Var, ...] = (
     Var("HALL_API_BASE", "hall_api_base", "http://127.0.0.1:8900", "main hall (一窗受理) API base URL"),
     Var("HALL_APP_ID", "hall_app_id", "palmhall", "our app id at the main hall"),
     Var("HALL_APP_SECRET", "hall_app_secret", "", "HMAC secret shared with the main hall", secret=True),
+    Var("HALL_TIMEOUT_SECONDS", "hall_timeout_seconds", "5", "timeout of every call to the main hall API"),
+    Var("HALL_CALLBACK_SKEW_SECONDS", "hall_callback_skew_seconds", "300", "how far a main hall callback's timestamp may be from ours; its nonces are kept twice as long"),
+    Var("HALL_BREAKER_FAILURES", "hall_breaker_failures", "5", "failed calls in a row after which the main hall circuit breaker opens"),
+    Var("HALL_BREAKER_PAUSE_SECONDS", "hall_breaker_pause_seconds", "30", "how long the open breaker stops calling the main hall before one probe"),
+    Var("HALL_MATERIAL_LINK_TTL_SECONDS", "hall_material_link_ttl_seconds", "86400", "lifetime of the signed material download links pushed to the main hall"),
     Var("REALNAME_API_BASE", "realname_api_base", "http://127.0.0.1:8000/_fakes/realname", "real-name verification service (a loopback fake in development and tests)"),
     Var("REALNAME_APP_ID", "realname_app_id", "palmhall", "our app id at the real-name verification service"),
     Var("REALNAME_SECRET", "realname_secret", "", "HMAC secret for the real-name verification service", secret=True),
-    Var("PLATFORM_FAKES", "platform_fakes", "auto", "serve fake WeChat, Alipay and real-name services under `/_fakes/` and point the clients at them: `auto` (development only), `true`, `false`; refused in production"),
+    Var("PLATFORM_FAKES", "platform_fakes", "auto", "serve fakes of WeChat, WeChat Pay, Alipay, the real-name service, SMS and the main hall under `/_fakes/` and point the clients at them: `auto` (development only), `true`, `false`; refused in production"),
     Var("ACCESS_TOKEN_TTL_SECONDS", "access_token_ttl", "900", "lifetime of a resident access token"),
     Var("REFRESH_TOKEN_TTL_DAYS", "refresh_token_ttl_days", "30", "lifetime of a resident refresh token (each is single-use)"),
     Var("STAFF_TOKEN_TTL_SECONDS", "staff_token_ttl", "28800", "lifetime of a staff token (one shift)"),
@@ -84,6 +89,40 @@ VARS: tuple[Var, ...] = (
     Var("NO_SHOW_GRACE_MINUTES", "no_show_grace_minutes", "30", "minutes after a slot ends before an appointment not checked in is a no-show"),
     Var("NO_SHOW_LIMIT", "no_show_limit", "3", "no-shows within 90 days that bar an ID number from booking"),
     Var("NO_SHOW_BAR_DAYS", "no_show_bar_days", "30", "how long such a bar lasts"),
+    Var("UPLOAD_MAX_BYTES", "upload_max_bytes", "10485760", "largest material file a resident may upload (bytes)"),
+    Var("UPLOAD_DAILY_LIMIT", "upload_daily_limit", "50", "uploads per resident per day (Asia/Shanghai)"),
+    Var("FILE_STORE", "file_store", "local", "where material files are kept: `local` (FILES_DIR) or `s3` (any S3-compatible store)"),
+    Var("FILES_DIR", "files_dir", "var/files", "folder of the local file store (content-addressed by SHA-256)"),
+    Var("S3_ENDPOINT", "s3_endpoint", "", "S3-compatible endpoint, path-style, e.g. `https://oss-cn-hangzhou.aliyuncs.com`"),
+    Var("S3_BUCKET", "s3_bucket", "palmhall-files", "bucket for material files"),
+    Var("S3_REGION", "s3_region", "us-east-1", "region used in the SigV4 signature"),
+    Var("S3_ACCESS_KEY", "s3_access_key", "", "S3 access key id"),
+    Var("S3_SECRET_KEY", "s3_secret_key", "", "S3 secret access key (needed only with FILE_STORE=s3, never logged)"),
+    Var("COMPLAINT_REPLY_DAYS", "complaint_reply_days", "5", "working days staff have to answer a complaint or question"),
+    Var("RATE_QR_MISS_IP", "rate_qr_miss_ip", "20/600", "unknown or forged QR tokens per client IP, after which every look-up from it is refused for the window"),
+    Var("WECHATPAY_API_BASE", "wechatpay_api_base", "https://api.mch.weixin.qq.com", "WeChat Pay API v3 base URL (a loopback fake in development and tests)"),
+    Var("WECHATPAY_MCHID", "wechatpay_mchid", "1900000109", "WeChat Pay merchant id (mchid); orders are paid to the mini program's WECHAT_APP_ID"),
+    Var("WECHATPAY_MERCHANT_PRIVATE_KEY", "wechatpay_merchant_private_key", "", "the merchant API certificate's private key (apiclient_key.pem, PEM or base64 PKCS#8): signs requests and paySign", secret=True),
+    Var("WECHATPAY_MERCHANT_SERIAL_NO", "wechatpay_merchant_serial_no", "", "serial number of the merchant API certificate"),
+    Var("WECHATPAY_APIV3_KEY", "wechatpay_apiv3_key", "", "APIv3 key (32 characters): decrypts notification resources", secret=True),
+    Var("WECHATPAY_PUBLIC_KEY", "wechatpay_public_key", "", "WeChat Pay platform public key (PEM or base64) that signs answers and notifications"),
+    Var("WECHATPAY_PUBLIC_KEY_ID", "wechatpay_public_key_id", "", "id of that platform public key (PUB_KEY_ID_...), as sent in Wechatpay-Serial"),
+    Var("ALIPAY_SELLER_ID", "alipay_seller_id", "", "our Alipay merchant PID (2088...): a payment notification for another seller is refused; empty skips the check"),
+    Var("PAYMENT_NOTIFY_BASE_URL", "payment_notify_base_url", "", "external base URL the platforms send payment notifications to; empty uses PUBLIC_BASE_URL"),
+    Var("PAYMENT_ORDER_TTL_MINUTES", "payment_order_ttl_minutes", "30", "minutes after which an unpaid order is closed at the platform and here"),
+    Var("PAYMENT_QUERY_AFTER_SECONDS", "payment_query_after_seconds", "60", "an open order or refund without notification for this long is queried at the platform"),
+    Var("NOTIFY_TEMPLATES_DIR", "notify_templates_dir", "", "folder of the notification templates (JSON, one per event); empty uses the packaged ones"),
+    Var("NOTIFY_QUIET_HOURS", "notify_quiet_hours", "22:00-08:00", "Asia/Shanghai hours when non-urgent messages (reminders) wait until the end: `HH:MM-HH:MM`, empty for none"),
+    Var("NOTIFY_DAILY_CAP", "notify_daily_cap", "5", "pushed messages per resident per day (Asia/Shanghai), not counting those the law requires"),
+    Var("NOTIFY_MAX_ATTEMPTS", "notify_max_attempts", "6", "attempts of one message on one channel before it fails for good (then required ones fall back)"),
+    Var("NOTIFY_RATE_WECHAT", "notify_rate_wechat", "50/1", "WeChat subscribe messages for all workers together: a token bucket of COUNT per SECONDS"),
+    Var("NOTIFY_RATE_ALIPAY", "notify_rate_alipay", "50/1", "Alipay template messages for all workers together: COUNT/SECONDS"),
+    Var("NOTIFY_RATE_SMS", "notify_rate_sms", "10/1", "text messages for all workers together: COUNT/SECONDS"),
+    Var("WECHAT_MINIPROGRAM_STATE", "wechat_miniprogram_state", "formal", "which mini program a message opens: `formal`, `trial` or `developer`"),
+    Var("SMS_ENDPOINT", "sms_endpoint", "http://127.0.0.1:8000/_fakes/sms/", "Aliyun SMS endpoint (`https://dysmsapi.aliyuncs.com/`; a loopback fake in development and tests)"),
+    Var("SMS_ACCESS_KEY_ID", "sms_access_key_id", "fake-sms-key", "Aliyun SMS AccessKey id"),
+    Var("SMS_ACCESS_KEY_SECRET", "sms_access_key_secret", "", "Aliyun SMS AccessKey secret", secret=True),
+    Var("SMS_SIGN_NAME", "sms_sign_name", "掌上办", "the registered SMS signature shown as 【…】"),
 )
 
 _BY_FIELD = {v.field: v for v in VARS}
@@ -127,6 +166,11 @@ class Settings(BaseModel):
     hall_api_base: str = "http://127.0.0.1:8900"
     hall_app_id: str = "palmhall"
     hall_app_secret: str = ""
+    hall_timeout_seconds: float = Field(5, gt=0)
+    hall_callback_skew_seconds: int = Field(300, ge=10)
+    hall_breaker_failures: int = Field(5, ge=1)
+    hall_breaker_pause_seconds: float = Field(30, gt=0)
+    hall_material_link_ttl_seconds: int = Field(86400, ge=60)
     realname_api_base: str = "http://127.0.0.1:8000/_fakes/realname"
     realname_app_id: str = "palmhall"
     realname_secret: str = ""
@@ -147,6 +191,41 @@ class Settings(BaseModel):
     no_show_grace_minutes: int = Field(30, ge=0)
     no_show_limit: int = Field(3, ge=1)
     no_show_bar_days: int = Field(30, ge=1)
+    upload_max_bytes: int = Field(10485760, ge=1)
+    upload_daily_limit: int = Field(50, ge=1)
+    file_store: Literal["local", "s3"] = "local"
+    files_dir: str = "var/files"
+    s3_endpoint: str = ""
+    s3_bucket: str = "palmhall-files"
+    s3_region: str = "us-east-1"
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+    complaint_reply_days: int = Field(5, ge=1)
+    rate_qr_miss_ip: str = "20/600"
+    wechatpay_api_base: str = "https://api.mch.weixin.qq.com"
+    wechatpay_mchid: str = "1900000109"
+    wechatpay_merchant_private_key: str = ""
+    wechatpay_merchant_serial_no: str = ""
+    wechatpay_apiv3_key: str = ""
+    wechatpay_public_key: str = ""
+    wechatpay_public_key_id: str = ""
+    alipay_seller_id: str = ""
+    payment_notify_base_url: str = ""
+    payment_order_ttl_minutes: int = Field(30, ge=1)
+    payment_query_after_seconds: int = Field(60, ge=0)
+
+    notify_templates_dir: str = ""
+    notify_quiet_hours: str = "22:00-08:00"
+    notify_daily_cap: int = Field(5, ge=0)
+    notify_max_attempts: int = Field(6, ge=1)
+    notify_rate_wechat: str = "50/1"
+    notify_rate_alipay: str = "50/1"
+    notify_rate_sms: str = "10/1"
+    wechat_miniprogram_state: Literal["formal", "trial", "developer"] = "formal"
+    sms_endpoint: str = "http://127.0.0.1:8000/_fakes/sms/"
+    sms_access_key_id: str = "fake-sms-key"
+    sms_access_key_secret: str = ""
+    sms_sign_name: str = "掌上办"
 
     # ---- derived -------------------------------------------------------
     @property

@@ -7,6 +7,9 @@ import importlib
 HANDLER_MODULES: list[str] = [
     "backend.booking.handlers",
     "backend.cases.handlers",
+    "payments.handlers",
+    "backend.hall_sync.handlers",
+    "notifications.handlers",
 ]
 
 

@@ -14,6 +14,7 @@ MODULES = [
     "kiosks.device_views",
     "kiosks.cases_views",
     "kiosks.booking_views",
+    "kiosks.payment_views",
 ]
 
 

@@ -14,6 +14,8 @@ MODULES = [
     "miniprogram_api.identity_views",
     "miniprogram_api.cases_views",
     "miniprogram_api.booking_views",
+    "miniprogram_api.payment_views",
+    "miniprogram_api.notify_views",
 ]
 
 

@@ -154,9 +154,17 @@ class Platforms:
     wechat: Any
     alipay: Any
     realname: Any
+    wechatpay: Any = None  # payments.wechatpay_fake.FakeWeChatPay
+    alipay_trades: Any = None  # payments.alipay_fake.AlipayTrades (trade methods on the fake Alipay gateway)
 
     def settings(self) -> dict[str, Any]:
+        payments: dict[str, Any] = {}
+        if self.wechatpay is not None:
+            payments.update(self.wechatpay.client_settings(f"{self.url}/wechatpay"))
+        if self.alipay_trades is not None:
+            payments["alipay_seller_id"] = self.alipay_trades.seller_id
         return {
+            **payments,
             "wechat_api_base": f"{self.url}/wechat", "wechat_app_id": self.wechat.app_id,
             "wechat_app_secret": self.wechat.app_secret,
             "alipay_gateway": f"{self.url}/alipay/gateway.do", "alipay_app_id": self.alipay.app_id,
@@ -175,9 +183,19 @@ def alipay_keys() -> Any:
     return FakeAlipay.generate(app_id="2021000000000001")
 
 
+@pytest.fixture(scope="session")
+def wechatpay_keys() -> Any:
+    """WeChat Pay merchant and platform key pairs, made once per test run."""
+    from payments.wechatpay_fake import Keys
+
+    return Keys.generate()
+
+
 @pytest.fixture
-async def platforms(alipay_keys: Any) -> AsyncIterator[Platforms]:
+async def platforms(alipay_keys: Any, wechatpay_keys: Any) -> AsyncIterator[Platforms]:
     from backend.identity import alipay_fake, realname_fake, wechat_fake
+    from payments import alipay_fake as alipay_trades_fake
+    from payments import wechatpay_fake
 
     Sanic.test_mode = True
     app = Sanic(f"fakes_{uuid.uuid4().hex[:8]}")
@@ -191,9 +209,15 @@ async def platforms(alipay_keys: Any) -> AsyncIterator[Platforms]:
     app.blueprint(wechat_fake.blueprint(wechat, url_prefix="/wechat"))
     app.blueprint(alipay_fake.blueprint(alipay, url_prefix="/alipay"))
     app.blueprint(realname_fake.blueprint(realname, url_prefix="/realname"))
+    wechatpay = wechatpay_fake.FakeWeChatPay.create(appid=wechat.app_id, keys=wechatpay_keys)
+    alipay_trades = alipay_trades_fake.AlipayTrades(alipay)
+    app.blueprint(wechatpay_fake.blueprint(wechatpay, url_prefix="/wechatpay"))
+    app.blueprint(alipay_trades_fake.blueprint(alipay_trades, url_prefix="/alipay"))
     server, url = await start_app(app)
+    wechatpay.base_url, alipay_trades.base_url = f"{url}/wechatpay", f"{url}/alipay"
     try:
-        yield Platforms(url=url, wechat=wechat, alipay=alipay, realname=realname)
+        yield Platforms(url=url, wechat=wechat, alipay=alipay, realname=realname, wechatpay=wechatpay,
+                        alipay_trades=alipay_trades)
     finally:
         await stop_app(server)
         Sanic._app_registry.pop(app.name, None)

@@ -15,6 +15,10 @@ MODULES = [
     "backend.counter.scan_views",
     "backend.counter.cases_views",
     "backend.counter.booking_views",
+    "backend.counter.calendar_views",
+    "backend.counter.payment_views",
+    "backend.counter.sync_views",
+    "backend.counter.notify_views",
 ]
 
 

@@ -33,6 +33,9 @@ MODEL_MODULES: list[str] = [
     "backend.identity.models",
     "backend.booking.models",
     "backend.cases.models",
+    "backend.hall_sync.models",
+    "payments.models",
+    "notifications.models",
 ]
 
 

@@ -10,6 +10,7 @@ from sanic.blueprint_group import BlueprintGroup
 # Each module defines `bp`; add a module here to put its routes on this surface.
 MODULES = [
     "backend.public.views",
+    "backend.public.catalog_views",
     "backend.public.progress_views",
     "backend.public.booking_views",
 ]

@@ -11,6 +11,7 @@ from sanic_ext import openapi
 
 from backend import db, metrics
 from backend.errors import error_response
+from backend.hall_sync import service as hall_sync
 from backend.jobs import outbox
 
 log = logging.getLogger("palmhall.ready")
@@ -70,5 +71,10 @@ async def prometheus(request: Request) -> HTTPResponse:
     except Exception:
         log.exception("outbox stats unavailable for /metrics")
         stats = {"counts": {}, "oldest_pending_age_seconds": float("nan")}
-    body, content_type = metrics.render(stats)
+    try:
+        hall_lag = await hall_sync.lag_seconds()
+    except Exception:
+        log.exception("hall sync lag unavailable for /metrics")
+        hall_lag = float("nan")
+    body, content_type = metrics.render(stats, hall_sync_lag_seconds=hall_lag)
     return raw(body, content_type=content_type)
