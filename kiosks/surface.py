@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-
-from sanic import Blueprint
 from sanic.blueprint_group import BlueprintGroup
 
+from backend.surfaces import build_group
 from kiosks.auth import verify_signature
 
 # Each module defines `bp`; add a module here to put its routes on this surface.
@@ -19,9 +17,4 @@ MODULES = [
 
 
 def group() -> BlueprintGroup:
-    # Copies: module-level blueprints are shared by every app this process builds (tests build many),
-    # and grouping changes a blueprint's prefix in place.
-    bps = [bp.copy(bp.name, with_registration=False) for bp in (importlib.import_module(m).bp for m in MODULES)]
-    g = Blueprint.group(*bps, url_prefix="/api/v1/kiosk")
-    g.middleware(verify_signature, "request")
-    return g
+    return build_group(MODULES, "/api/v1/kiosk", verify_signature)

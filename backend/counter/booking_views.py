@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -56,14 +57,22 @@ async def _counter_for(request: Request, counter_id: int) -> int:
     return counter.id
 
 
+QueueAction = Callable[..., Awaitable[dict[str, Any]]]
+
+
+async def _at_counter(request: Request, counter_id: int, action: QueueAction) -> HTTPResponse:
+    """The queue actions share their checks: the counter exists and is in one of the clerk's halls."""
+    cid = await _counter_for(request, counter_id)
+    return json(await action(counter_id=cid, staff_id=staff(request).id, redis=request.app.ctx.redis),
+                ensure_ascii=False)
+
+
 @bp.post("/counters/<counter_id:int>/call-next")
 @openapi.summary("Finish the current ticket and call the next one for this counter")
 @openapi.tag("counter")
 @openapi.secured("staff")
 async def call_next(request: Request, counter_id: int) -> HTTPResponse:
-    cid = await _counter_for(request, counter_id)
-    return json(await queue.call_next(counter_id=cid, staff_id=staff(request).id, redis=request.app.ctx.redis),
-                ensure_ascii=False)
+    return await _at_counter(request, counter_id, queue.call_next)
 
 
 @bp.post("/counters/<counter_id:int>/recall")
@@ -71,9 +80,7 @@ async def call_next(request: Request, counter_id: int) -> HTTPResponse:
 @openapi.tag("counter")
 @openapi.secured("staff")
 async def recall(request: Request, counter_id: int) -> HTTPResponse:
-    cid = await _counter_for(request, counter_id)
-    return json(await queue.recall(counter_id=cid, staff_id=staff(request).id, redis=request.app.ctx.redis),
-                ensure_ascii=False)
+    return await _at_counter(request, counter_id, queue.recall)
 
 
 @bp.post("/counters/<counter_id:int>/missed")
@@ -81,9 +88,7 @@ async def recall(request: Request, counter_id: int) -> HTTPResponse:
 @openapi.tag("counter")
 @openapi.secured("staff")
 async def missed(request: Request, counter_id: int) -> HTTPResponse:
-    cid = await _counter_for(request, counter_id)
-    return json(await queue.mark_missed(counter_id=cid, staff_id=staff(request).id, redis=request.app.ctx.redis),
-                ensure_ascii=False)
+    return await _at_counter(request, counter_id, queue.mark_missed)
 
 
 class Rule(BaseModel):
