@@ -17,8 +17,9 @@ run: $(STAMP)
 	$(BIN)/palmhall demo load
 	$(BIN)/palmhall serve
 
+# The embedded stores are per test, so the suite spreads over every core (pytest-xdist).
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
