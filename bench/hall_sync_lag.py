@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -15,7 +14,6 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -27,6 +25,7 @@ from sanic import Sanic  # noqa: E402
 from backend import db  # noqa: E402
 from backend.hall_sync.client import HallGateway  # noqa: E402
 from backend.hall_sync.fake import FakeHall, blueprint  # noqa: E402
+from backend.loopback import start_app, stop_app  # noqa: E402
 from backend.settings import Settings  # noqa: E402
 
 SECRET = "bench-hall-secret-0123456789"
@@ -37,31 +36,6 @@ def id_number(n: int) -> str:
 
     first17 = f"33010619900101{n % 1000:03d}"
     return first17 + id_check_char(first17)
-
-
-def free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
-async def serve(app: Sanic) -> tuple[Any, str]:
-    sock = free_socket()
-    port = sock.getsockname()[1]
-    server = await app.create_server(sock=sock, return_asyncio_server=True, access_log=False)
-    assert server is not None
-    await server.startup()
-    await server.before_start()
-    await server.after_start()
-    await server.start_serving()
-    return server, f"http://127.0.0.1:{port}"
-
-
-async def stop(server: Any) -> None:
-    await server.before_stop()
-    await server.close()
-    await server.after_stop()
 
 
 def pct(values: list[float], q: float) -> float:
@@ -109,7 +83,7 @@ async def run(args: argparse.Namespace) -> None:
     fake = FakeHall(app_id="palmhall", secret=SECRET, delay=args.delay)
     hall_app = Sanic(f"bench_hall_{uuid.uuid4().hex[:6]}")
     hall_app.blueprint(blueprint(fake))
-    hall_server, hall_url = await serve(hall_app)
+    hall_server, hall_url = await start_app(hall_app)
     concurrency = args.workers * args.batch
 
     from backend.identity.alipay_fake import FakeAlipay
@@ -124,7 +98,7 @@ async def run(args: argparse.Namespace) -> None:
         "alipay_app_private_key": alipay.app_private_key_b64, "alipay_public_key": alipay.alipay_public_key_b64,
     }).with_dev_secrets()
     app = create_app(settings, name=f"bench_palmhall_{uuid.uuid4().hex[:6]}")
-    server, url = await serve(app)
+    server, url = await start_app(app)
     try:
         # The hall alone first, with as many pushes in flight as the workers can have.
         capacity = await hall_alone(hall_url, min(args.cases * 2, 4000), concurrency)
@@ -187,8 +161,8 @@ async def run(args: argparse.Namespace) -> None:
         print(f"ratio palmhall sync / hall capacity: {rate / hall_cases:.2f}")
         print(f"hall counted: {dict(fake.calls)}")
     finally:
-        await stop(server)
-        await stop(hall_server)
+        await stop_app(server)
+        await stop_app(hall_server)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -28,6 +27,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from backend import clock, db  # noqa: E402
+from backend.loopback import free_socket, start_app, stop_app  # noqa: E402, F401 - re-exported for tests
 from backend.settings import Settings  # noqa: E402
 from backend.stores import make_redis  # noqa: E402
 
@@ -253,33 +253,6 @@ class Live:
     app: Sanic
     url: str
     client: httpx.AsyncClient
-
-
-def free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.set_inheritable(True)
-    return sock
-
-
-async def start_app(app: Sanic) -> tuple[Any, str]:
-    """Serve a Sanic app on loopback inside the running event loop; returns (server, url)."""
-    sock = free_socket()
-    port = sock.getsockname()[1]
-    server = await app.create_server(sock=sock, return_asyncio_server=True, access_log=False)
-    assert server is not None
-    await server.startup()
-    await server.before_start()
-    await server.after_start()
-    await server.start_serving()
-    return server, f"http://127.0.0.1:{port}"
-
-
-async def stop_app(server: Any) -> None:
-    await server.before_stop()
-    await server.close()
-    await server.after_stop()
 
 
 @pytest.fixture
