@@ -12,7 +12,7 @@ from sanic import Request, Sanic
 from sanic.response import HTTPResponse
 from sanic_ext import Extend
 
-from backend import db, errors, logs, metrics, providers, runtime, wiring
+from backend import db, errors, logs, metrics, providers, runtime, web, wiring
 from backend.crypto import KeyRing
 from backend.identity.service import TokenConfig
 from backend.jobs.periodic import Scheduler
@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None, *, name: str = APP_NAME) -> San
         secret=settings.secret_key, access_ttl=settings.access_token_ttl,
         refresh_ttl_days=settings.refresh_token_ttl_days, staff_ttl=settings.staff_token_ttl,
     )
+    web.configure(app)
     Extend(app)
     app.ext.openapi.describe(
         "palmhall API",
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None, *, name: str = APP_NAME) -> San
     )
 
     _register_blueprints(app)
+    web.register(app)
     _register_middleware(app)
     app.error_handler.add(Exception, errors.handle_exception)
     _register_listeners(app, settings)

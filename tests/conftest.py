@@ -30,6 +30,7 @@ from backend import clock, db  # noqa: E402
 from backend.loopback import free_socket, start_app, stop_app  # noqa: E402, F401 - re-exported for tests
 from backend.settings import Settings  # noqa: E402
 from backend.stores import make_redis  # noqa: E402
+from tests.browser_support import browser  # noqa: E402, F401 - the Chromium fixture for page tests
 
 TEST_SECRETS = {
     "secret_key": "test-secret-key-0123456789abcdef0123456789",
@@ -51,6 +52,14 @@ real_redis_only = pytest.mark.skipif(not REDIS_URL, reason="needs REDIS_URL poin
 def pytest_report_header(config: pytest.Config) -> str:
     return (f"palmhall stores: database={'postgres' if ON_POSTGRES else 'sqlite'}, "
             f"redis={'server' if REDIS_URL else 'in-process fake'}")
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """One clear line when the browser tests could not run (no Chromium on this machine)."""
+    from tests.browser_support import HAVE_CHROMIUM, SKIP_LINE
+
+    if not HAVE_CHROMIUM and not hasattr(config, "workerinput"):
+        terminalreporter.write_line(SKIP_LINE, yellow=True, bold=True)
 
 
 # ---- database -------------------------------------------------------------
