@@ -28,6 +28,8 @@ DESK_VIEWPORT = {"width": 1920, "height": 1080}
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
     if not HAVE_CHROMIUM:
+        if os.environ.get("PALMHALL_REQUIRE_BROWSER"):
+            pytest.fail(f"PALMHALL_REQUIRE_BROWSER is set but there is no Chromium at {CHROMIUM}")
         pytest.skip(SKIP_LINE)
     from playwright.async_api import async_playwright
 
