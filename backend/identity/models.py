@@ -126,6 +126,10 @@ class Kiosk(Model):
     software_version = fields.CharField(max_length=64, null=True)
     last_seen_at = fields.DatetimeField(null=True)
     last_ip = fields.CharField(max_length=64, null=True)
+    # One-time enrollment link: only the SHA-256 of its code is kept, with its expiry and when it was used.
+    enroll_code_hash = fields.CharField(max_length=64, null=True, unique=True)
+    enroll_expires_at = fields.DatetimeField(null=True)
+    enroll_used_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
