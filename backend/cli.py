@@ -337,15 +337,41 @@ def kiosk() -> None:
 @click.option("--hall", "hall_code", required=True)
 @click.option("--name", default="自助终端")
 def kiosk_register(hall_code: str, name: str) -> None:
-    """Register a device; prints its id and secret (shown once, stored encrypted)."""
+    """Register a device; prints its id, a one-time enrollment link (24 h) and its secret (shown once, stored
+    encrypted). Opening the link on the kiosk's browser enrolls it with a new secret of its own."""
     from backend.crypto import KeyRing
     from backend.identity import service as identity
 
     async def run(settings: Settings) -> None:
         device, secret = await identity.register_kiosk(hall_code=hall_code, name=name,
                                                        keyring=KeyRing.parse(settings.data_keys))
+        code, expires = await identity.issue_enrollment(device_id=device.device_id)
         click.echo(f"device id: {device.device_id}")
+        _echo_enrollment(settings, code, expires)
         click.echo(f"secret:    {secret}")
+
+    _domain_errors(run)
+
+
+def _echo_enrollment(settings: Settings, code: str, expires: Any) -> None:
+    from backend import clock
+    from backend.identity import service as identity
+
+    click.echo(f"enrollment link (one use, until {expires.astimezone(clock.SHANGHAI):%Y-%m-%d %H:%M} Beijing time): "
+               f"{identity.enrollment_link(settings.public_base_url, code)}")
+
+
+@kiosk.command("link")
+@click.argument("device_id")
+def kiosk_link(device_id: str) -> None:
+    """A fresh one-time enrollment link for a device: earlier links stop working at once, and using this one
+    gives the device a new secret, so the browser holding the old one stops working too."""
+    from backend.identity import service as identity
+
+    async def run(settings: Settings) -> None:
+        code, expires = await identity.issue_enrollment(device_id=device_id)
+        click.echo(f"device id: {device_id}")
+        _echo_enrollment(settings, code, expires)
 
     _domain_errors(run)
 

@@ -82,14 +82,35 @@ async def _staff(settings: Settings) -> None:
                                                 must_change_password=False)
 
 
+DEMO_KIOSK_NAME = "演示自助终端"
+
+
 @step("kiosk", "one kiosk in HX-01 (`palmhall kiosk list`; its secret was printed when it was registered)")
 async def _kiosk(settings: Settings) -> None:
     from backend.crypto import KeyRing
     from backend.identity import service as identity
 
-    device, secret = await identity.register_kiosk(hall_code=DEMO_HALL, name="演示自助终端",
+    device, secret = await identity.register_kiosk(hall_code=DEMO_HALL, name=DEMO_KIOSK_NAME,
                                                    keyring=KeyRing.parse(settings.data_keys), actor="demo")
     print(f"  demo kiosk {device.device_id} secret {secret}")
+
+
+@step("kiosk_link", "the demo kiosk's one-time enrollment link, printed above: open it in the kiosk's browser "
+                    "(expired or used? `palmhall kiosk link DEVICE_ID` prints a new one)")
+async def _kiosk_link(settings: Settings) -> None:
+    from backend.catalog.models import Hall
+    from backend.crypto import KeyRing
+    from backend.identity import service as identity
+    from backend.identity.models import Kiosk
+
+    hall = await Hall.get(code=DEMO_HALL)
+    device = await Kiosk.filter(hall_id=hall.id, name=DEMO_KIOSK_NAME).order_by("id").first()
+    if device is None:
+        device, _ = await identity.register_kiosk(hall_code=DEMO_HALL, name=DEMO_KIOSK_NAME,
+                                                  keyring=KeyRing.parse(settings.data_keys), actor="demo")
+    code, _ = await identity.issue_enrollment(device_id=device.device_id, actor="demo")
+    print(f"  demo kiosk {device.device_id} enrollment link (one use, 24 h): "
+          f"{identity.enrollment_link(settings.public_base_url, code)}")
 
 
 @step("hours", "HX-01 open Mon–Fri 09:00–12:00 and 13:30–17:00, counters 1–3, booking rules")

@@ -93,6 +93,21 @@ async def list_halls() -> list[dict[str, Any]]:
     ).model_dump(mode="json") for h in halls]
 
 
+async def queue_groups(*, hall_id: int) -> dict[str, Any]:
+    """A hall's queue groups as a kiosk offers them for walk-in tickets: the active items of each group and
+    the counters that serve it."""
+    hall = await get_hall(hall_id=hall_id)
+    groups: dict[str, dict[str, Any]] = {}
+    for item in await ServiceItem.filter(halls__id=hall_id, active=True).order_by("code"):
+        groups.setdefault(item.queue_group, {"group": item.queue_group, "items": [], "counters": []})[
+            "items"].append(item.name)
+    for c in await Counter.filter(hall_id=hall_id, active=True).order_by("number"):
+        for g in c.groups:
+            if g in groups:
+                groups[g]["counters"].append(c.number)
+    return {"hall": {"id": hall.id, "name": hall.name}, "groups": [groups[g] for g in sorted(groups)]}
+
+
 # ---- service items --------------------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import string
 import uuid
@@ -46,6 +47,10 @@ register_codes({
     "staff.not_found": (404, "未找到该工作人员"),
     "staff.password_weak": (422, "新密码至少12位，且须包含字母和数字"),
     "kiosk.not_found": (404, "未找到该自助终端"),
+    "kiosk.enroll_invalid": (404, "登记链接无效，请核对链接或联系管理员重新生成"),
+    "kiosk.enroll_used": (409, "该登记链接已使用过，请联系管理员重新生成登记链接"),
+    "kiosk.enroll_expired": (410, "登记链接已过期（24小时内有效），请联系管理员重新生成"),
+    "kiosk.enroll_disabled": (403, "该终端已停用，不能登记"),
 })
 
 _hasher = PasswordHasher()
@@ -486,6 +491,68 @@ async def register_kiosk(*, hall_code: str, name: str, keyring: KeyRing, actor: 
         await audit.record(using_db=tx, actor_kind="operator", actor_id=actor, action="kiosk.registered",
                            target_kind="kiosk", target_id=kiosk.device_id, details={"hall": hall.code, "name": name})
     return kiosk, secret
+
+
+ENROLL_TTL = timedelta(hours=24)
+
+
+def _enroll_hash(code: str) -> str:
+    # The code is 256 random bits, so a plain hash is enough to find it and useless to whoever reads the table.
+    return hashlib.sha256(code.encode()).hexdigest()
+
+
+def enrollment_link(public_base_url: str, code: str) -> str:
+    """The code rides in the fragment, which browsers never send: it reaches no server or proxy log."""
+    return f"{public_base_url.rstrip('/')}/kiosk/enroll#{code}"
+
+
+async def issue_enrollment(*, device_id: str, actor: str = "cli") -> tuple[str, datetime]:
+    """A fresh one-time enrollment code for the device (any earlier one stops working): (code, expires at)."""
+    code = secrets.token_urlsafe(32)
+    expires = clock.now() + ENROLL_TTL
+    async with db.transaction() as tx:
+        kiosk = await Kiosk.filter(device_id=device_id).using_db(tx).first()
+        if kiosk is None:
+            raise DomainError("kiosk.not_found")
+        if not kiosk.enabled:
+            raise DomainError("kiosk.enroll_disabled")
+        await Kiosk.filter(id=kiosk.id).using_db(tx).update(enroll_code_hash=_enroll_hash(code),
+                                                            enroll_expires_at=expires, enroll_used_at=None)
+        await audit.record(using_db=tx, actor_kind="operator", actor_id=actor, action="kiosk.enrollment_issued",
+                           target_kind="kiosk", target_id=device_id, details={"expires_at": expires.isoformat()})
+    return code, expires
+
+
+async def redeem_enrollment(*, code: str, keyring: KeyRing, ip: str | None) -> dict[str, Any]:
+    """Burn the code and give the device a NEW secret: whatever held the old one can no longer sign."""
+    digest = _enroll_hash(code.strip())
+    kiosk = await Kiosk.get_or_none(enroll_code_hash=digest).prefetch_related("hall")
+    if kiosk is None:
+        raise DomainError("kiosk.enroll_invalid")
+    now = clock.now()
+    refusal = ("kiosk.enroll_used" if kiosk.enroll_used_at is not None
+               else "kiosk.enroll_expired" if kiosk.enroll_expires_at is None or kiosk.enroll_expires_at <= now
+               else "kiosk.enroll_disabled" if not kiosk.enabled else None)
+    if refusal is None:
+        secret = secrets.token_urlsafe(32)
+        async with db.transaction() as tx:
+            # Conditional on the code still being unused, so two browsers racing with one link get one secret.
+            changed = await Kiosk.filter(id=kiosk.id, enroll_code_hash=digest, enroll_used_at=None).using_db(
+                tx).update(secret_enc=keyring.encrypt(secret, aad=f"kiosk.secret:{kiosk.device_id}"),
+                           enroll_used_at=now)
+            if changed:
+                await audit.record(using_db=tx, actor_kind="kiosk", actor_id=kiosk.device_id,
+                                   action="kiosk.enrolled", target_kind="kiosk", target_id=kiosk.device_id,
+                                   details={"ip": ip})
+        if changed:
+            hall = kiosk.hall
+            return {"device_id": kiosk.device_id, "name": kiosk.name, "secret": secret,
+                    "hall": {"id": hall.id, "name": hall.name}}  # type: ignore[attr-defined]
+        refusal = "kiosk.enroll_used"
+    async with db.transaction() as tx:
+        await audit.record(using_db=tx, actor_kind="kiosk", actor_id=kiosk.device_id, action="kiosk.enroll_refused",
+                           target_kind="kiosk", target_id=kiosk.device_id, details={"reason": refusal, "ip": ip})
+    raise DomainError(refusal)
 
 
 async def kiosk_with_secret(*, device_id: str, keyring: KeyRing) -> tuple[Kiosk, str] | None:
