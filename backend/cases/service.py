@@ -51,6 +51,7 @@ register_codes({
     "case.reason_required": (422, "请填写理由"),
     "case.tracking_required": (422, "邮寄送达须填写快递单号"),
     "case.notice_items_required": (422, "请列出需要补正的材料"),
+    "case.material_file_not_found": (404, "未找到该材料文件"),
     "upload.daily_limit": (429, "今日上传次数已达上限，请明天再试"),
 })
 
@@ -428,8 +429,32 @@ async def open_walk_in(*, payload: WalkInCaseIn, staff: StaffPrincipal, keyring:
 
 async def staff_view(*, case_no: str, staff: StaffPrincipal, keyring: KeyRing, secret: str, base_url: str
                      ) -> dict[str, Any]:
+    """The whole case for a clerk of its hall, with the actions this clerk may take on it now."""
     case = await _staff_case(case_no, staff, READERS)
-    return await _full(case, keyring=keyring, secret=secret, base_url=base_url, for_staff=True)
+    full = await _full(case, keyring=keyring, secret=secret, base_url=base_url, for_staff=True)
+    may_act = case.hall_id in staff.halls_with(*CLERKS)  # type: ignore[attr-defined]
+    return {**full, "actions": staff_actions(case) if may_act else []}
+
+
+async def staff_material_content(*, case_no: str, material_id: int, staff: StaffPrincipal, store: FileStore
+                                 ) -> tuple[bytes, str]:
+    """The bytes of a material of a case in the clerk's own hall, to show it at the counter. Every view is audited.
+
+    A case of another hall is "not found", never "forbidden": its number tells a stranger nothing.
+    """
+    case = await Case.filter(case_no=case_no).first()
+    if case is None or case.hall_id not in staff.halls_with(*READERS):  # type: ignore[attr-defined]
+        raise DomainError("case.not_found")
+    material = await CaseMaterial.filter(id=material_id, case_id=case.id).prefetch_related("upload").first()
+    if material is None or material.upload is None:
+        raise DomainError("case.material_file_not_found")
+    upload: Upload = material.upload
+    data = await store.get(upload.sha256)
+    async with db.transaction() as tx:
+        await audit.record(using_db=tx, actor_kind="staff", actor_id=staff.id, action="case.material_viewed",
+                           target_kind="case", target_id=case.case_no,
+                           details={"material_id": material.id, "code": material.code})
+    return data, upload.content_type
 
 
 async def act(*, case_no: str, payload: TransitionIn, staff: StaffPrincipal, keyring: KeyRing, secret: str,
@@ -669,6 +694,30 @@ ACTIONS_FROM: dict[CaseStatus, list[str]] = {
     CaseStatus.DELIVERED: ["close"],
     CaseStatus.REJECTED: ["close"],
 }
+
+
+# What each counter action moves a case to: an action is offered only when the state machine allows one now.
+ACTION_TARGETS: dict[str, tuple[CaseStatus, ...]] = {
+    Action.ACCEPT: (CaseStatus.ACCEPTED,),
+    Action.REQUEST_CORRECTION: (CaseStatus.NEEDS_CORRECTION,),
+    Action.START_REVIEW: (CaseStatus.IN_REVIEW, CaseStatus.AWAITING_PAYMENT),
+    Action.APPROVE: (CaseStatus.APPROVED,),
+    Action.REJECT: (CaseStatus.REJECTED,),
+    Action.ISSUE_CERTIFICATE: (CaseStatus.CERTIFICATE_ISSUED,),
+    Action.DELIVER: (CaseStatus.DELIVERED,),
+    Action.CLOSE: (CaseStatus.CLOSED,),
+}
+
+
+def staff_actions(case: Case) -> list[str]:
+    """The counter actions the state machine (guards included) allows on this case now."""
+    actor = Actor(STAFF)
+    out = []
+    for action in ACTIONS_FROM.get(case.status, []):
+        amending = action == Action.REQUEST_CORRECTION and case.status == CaseStatus.NEEDS_CORRECTION
+        if amending or any(allowed(case, to, actor) for to in ACTION_TARGETS[action]):
+            out.append(action)
+    return out
 
 
 async def scan_card(*, case_id: int, staff: StaffPrincipal) -> dict[str, Any]:

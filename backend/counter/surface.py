@@ -17,6 +17,7 @@ MODULES = [
     "backend.counter.payment_views",
     "backend.counter.sync_views",
     "backend.counter.notify_views",
+    "backend.counter.console_views",
 ]
 
 

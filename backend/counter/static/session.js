@@ -1,0 +1,86 @@
+// The clerk's session: the staff token in this tab's sessionStorage (never a cookie), sent as a Bearer header.
+
+// common.js is imported from the very URL the page loaded it by (content-versioned), so this is the same module
+// instance as the page's and 适老模式 is set up once.
+const commonUrl = document.querySelector('script[src*="/static/web/common.js"]').src;
+const common = await import(commonUrl);
+const { api, ApiError } = common;
+export { common };
+
+const KEY = "palmhall.counter";
+let state = load();
+const listeners = [];
+
+function load() {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(KEY) || "null");
+    if (saved && saved.token && saved.expiresAt > Date.now()) return saved;
+  } catch (err) { /* a damaged entry is as good as none */ }
+  sessionStorage.removeItem(KEY);
+  return null;
+}
+
+function save() {
+  if (state) sessionStorage.setItem(KEY, JSON.stringify(state));
+  else sessionStorage.removeItem(KEY);
+}
+
+export function current() { return state; }
+
+export function onLogout(fn) { listeners.push(fn); }
+
+export async function login(username, password) {
+  const answer = await api("/api/v1/staff/auth/login", { method: "POST", body: { username, password } });
+  state = {
+    token: answer.access_token,
+    expiresAt: Date.now() + answer.expires_in * 1000,
+    staff: { id: answer.staff.id, name: answer.staff.display_name, grants: answer.staff.grants },
+    mustChangePassword: answer.must_change_password,
+    counter: null,
+  };
+  save();
+  return state;
+}
+
+export function setCounter(counter) {
+  state.counter = counter;
+  save();
+}
+
+export function logout() {
+  state = null;
+  save();
+  for (const fn of listeners) fn();
+}
+
+// Halls where this clerk may hold roles, e.g. rolesIn(hallId).includes("hall_admin").
+export function rolesIn(hallId) {
+  const grant = (state && state.staff.grants || []).find((g) => g.hall_id === hallId);
+  return grant ? grant.roles : [];
+}
+
+// A call to /api/v1/staff with the token; a token that is no longer good ends the session.
+export async function staffApi(path, options = {}) {
+  if (!state) throw new ApiError(401, "auth.token_missing", "请先登录");
+  try {
+    return await api("/api/v1/staff" + path, {
+      ...options, headers: { ...(options.headers || {}), Authorization: "Bearer " + state.token },
+    });
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) logout();
+    throw err;
+  }
+}
+
+// A file behind the token (a material), as a blob: URL the caller must revoke.
+export async function staffBlobUrl(path) {
+  if (!state) throw new ApiError(401, "auth.token_missing", "请先登录");
+  const response = await fetch("/api/v1/staff" + path, { headers: { Authorization: "Bearer " + state.token } });
+  if (!response.ok) {
+    let e = {};
+    try { e = (await response.json()).error || {}; } catch (err) { e = {}; }
+    throw new ApiError(response.status, e.code || "http." + response.status, e.message || "文件暂时无法打开");
+  }
+  const blob = await response.blob();
+  return { url: URL.createObjectURL(blob), type: blob.type };
+}
