@@ -18,6 +18,7 @@ MODULES = [
     "backend.counter.sync_views",
     "backend.counter.notify_views",
     "backend.counter.console_views",
+    "backend.counter.dashboard_views",
 ]
 
 
