@@ -87,6 +87,10 @@ def _register_blueprints(app: Sanic) -> None:
     app.blueprint(payment_callbacks.copy(payment_callbacks.name, with_registration=False))
     # The main hall's callbacks: anonymous surface, each request verified by its signature in the view.
     app.blueprint(hall_callbacks.copy(hall_callbacks.name, with_registration=False))
+    # Delivery receipts of WeChat's message push and Aliyun's SMS status reports, verified in the view.
+    from notifications.views import bp as notification_callbacks
+
+    app.blueprint(notification_callbacks.copy(notification_callbacks.name, with_registration=False))
     # One group per audience, each authenticated once (see ARCHITECTURE: HTTP lives with its audience).
     for surface in (public, mp, counter, kiosk):
         app.blueprint(surface.group())

@@ -59,6 +59,10 @@ def mount_fakes(app: Sanic, settings: Settings) -> Settings:
     from notifications import sms_fake
 
     sms = sms_fake.FakeSms(access_key_id=settings.sms_access_key_id, access_key_secret=settings.sms_access_key_secret)
+    # Like Aliyun with HTTP batch push on: each text is reported delivered to our status-report URL.
+    sms.report_url = (f"http://127.0.0.1:{settings.port}/api/v1/notifications/callbacks/sms"
+                      f"?token={settings.sms_report_token}")
+    sms.auto_report = bool(settings.sms_report_token)
     app.blueprint(sms_fake.blueprint(sms, url_prefix=f"{FAKES_PREFIX}/sms"))
     app.ctx.fakes.update(sms=sms, alipay_messages=notify_alipay_fake.install(alipay))
     # Payments: a fake WeChat Pay v3 with its own key pairs; Alipay's trade methods on the same fake gateway.

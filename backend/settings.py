@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -123,6 +125,10 @@ VARS: tuple[Var, ...] = (
     Var("SMS_ACCESS_KEY_ID", "sms_access_key_id", "fake-sms-key", "Aliyun SMS AccessKey id"),
     Var("SMS_ACCESS_KEY_SECRET", "sms_access_key_secret", "", "Aliyun SMS AccessKey secret", secret=True),
     Var("SMS_SIGN_NAME", "sms_sign_name", "掌上办", "the registered SMS signature shown as 【…】"),
+    Var("SMS_REPORT_TOKEN", "sms_report_token", "", "secret in the SMS status-report URL set in the Aliyun console (`/api/v1/notifications/callbacks/sms?token=TOKEN`); Aliyun signs no report, so the URL is the secret", secret=True),
+    Var("WECHAT_PUSH_TOKEN", "wechat_push_token", "", "Token of the mini program's message push (消息推送): signs its pushes, 3–32 letters and digits", secret=True),
+    Var("WECHAT_PUSH_AES_KEY", "wechat_push_aes_key", "", "EncodingAESKey of the message push (43 characters, safe mode): decrypts delivery receipts", secret=True),
+    Var("WECHAT_PUSH_SKEW_SECONDS", "wechat_push_skew_seconds", "300", "how far a push's timestamp may be from ours; its nonces are kept twice as long"),
 )
 
 _BY_FIELD = {v.field: v for v in VARS}
@@ -226,6 +232,10 @@ class Settings(BaseModel):
     sms_access_key_id: str = "fake-sms-key"
     sms_access_key_secret: str = ""
     sms_sign_name: str = "掌上办"
+    sms_report_token: str = ""
+    wechat_push_token: str = ""
+    wechat_push_aes_key: str = ""
+    wechat_push_skew_seconds: int = Field(300, ge=1)
 
     # ---- derived -------------------------------------------------------
     @property
@@ -318,11 +328,29 @@ class Settings(BaseModel):
             raise SettingsError("ALIPAY_PUBLIC_KEY is not set; Alipay's answers could not be verified")
         if self.platform_fakes == "true":
             raise SettingsError("PLATFORM_FAKES=true serves fake platforms; never in production")
+        if not re.fullmatch(r"[A-Za-z0-9]{3,32}", self.wechat_push_token):
+            raise SettingsError("WECHAT_PUSH_TOKEN must be 3 to 32 letters and digits, as the WeChat console wants")
+        if not _is_aes_key(self.wechat_push_aes_key):
+            raise SettingsError("WECHAT_PUSH_AES_KEY must be the 43-character EncodingAESKey")
+        if _aes_key_bytes(self.wechat_push_aes_key).startswith(DEV_PREFIX.encode()):
+            raise SettingsError("WECHAT_PUSH_AES_KEY holds a development value; set a real secret")
+
+
+def _aes_key_bytes(value: str) -> bytes:
+    return base64.b64decode(value + "=")
+
+
+def _is_aes_key(value: str) -> bool:
+    """WeChat's EncodingAESKey: 43 base64 characters, 32 bytes once decoded."""
+    if not re.fullmatch(r"[A-Za-z0-9+/]{43}", value):
+        return False
+    return len(_aes_key_bytes(value)) == 32
 
 
 def _generate(name: str) -> str:
-    import base64
-
+    if name == "WECHAT_PUSH_AES_KEY":
+        # A working key (the development fakes encrypt with it) whose bytes say it is a development one.
+        return base64.b64encode(DEV_PREFIX.encode() + secrets.token_bytes(28)).decode().rstrip("=")
     if name == "PALMHALL_DATA_KEYS":
         return f"{DEV_PREFIX}1:" + base64.b64encode(secrets.token_bytes(32)).decode()
     if name == "ALIPAY_APP_PRIVATE_KEY":

@@ -38,7 +38,8 @@ def notifications() -> None:
 @click.option("--since", default="24h", show_default=True, help="24h, 7d or an ISO date/time")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def stats(since: str, as_json: bool) -> None:
-    """Counts by channel, template and state; p50/p99 seconds from event to sent."""
+    """Counts by channel, template and state (delivered where the channel reports it); p50/p99 seconds from
+    event to sent."""
     from backend.cli import run_with_db
     from notifications import service
 
@@ -56,8 +57,8 @@ def stats(since: str, as_json: bool) -> None:
     for row in result["counts"]:
         click.echo(f"{row['channel']:<12} {row['template']:<32} {row['status']:<18} {row['n']:>7}")
     for channel, lag in result["lag"].items():
-        click.echo(f"{channel}: {lag['sent']} sent, event to sent p50 {lag['p50_seconds']:.3f}s "
-                   f"p99 {lag['p99_seconds']:.3f}s")
+        click.echo(f"{channel}: {lag['sent']} sent ({lag.get('delivered', 0)} delivered), "
+                   f"event to sent p50 {lag['p50_seconds']:.3f}s p99 {lag['p99_seconds']:.3f}s")
 
 
 @notifications.command("retry")

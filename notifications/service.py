@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import statistics
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from redis.asyncio import Redis
+from tortoise import timezone
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 from tortoise.functions import Count
 
 from backend import clock, db
+from backend.audit import service as audit
 from backend.crypto import KeyRing
 from backend.errors import DomainError, register_codes
 from backend.jobs import outbox
@@ -207,6 +210,11 @@ async def deliver(event: Event, *, policy: Policy, senders: Senders, redis: Redi
         await Notification.filter(id=row.id).update(
             status=NotifyStatus.SENT, provider_answer=result.answer, provider_id=result.provider_id,
             sent_at_ms=clock.now_ms(), reason=None)
+        if result.provider_id:
+            # The platform may have reported delivery before we recorded the send: apply it now.
+            early = await redis.getdel(_early_key(row.channel, result.provider_id))
+            if early:
+                return await apply_receipt(DeliveryReport.loads(early), policy=policy) or NotifyStatus.SENT
         return NotifyStatus.SENT
     if result.outcome == "permanent":
         if result.reason == "no_consent":
@@ -252,23 +260,120 @@ async def _finish(row: Notification, status: NotifyStatus, *, reason: str | None
     return status
 
 
-async def _fall_back(row: Notification, *, policy: Policy) -> None:
-    """The next channel of the row's chain gets the message (SMS is in the chain of required ones only)."""
+async def _fall_back(row: Notification, *, policy: Policy, using_db: Any = None) -> None:
+    """The next channel of the row's chain gets the message (SMS is in the chain of required ones only).
+
+    With `using_db` it joins the caller's transaction (a delivery receipt's), else it makes its own.
+    """
     chain: list[str] = row.content.get("chain", [])
     if row.channel.value not in chain:
         return
     rest = chain[chain.index(row.channel.value) + 1:]
     if not rest:
         return
+    if using_db is not None:
+        if not await Notification.filter(event_id=row.event_id, recipient=row.recipient,
+                                         channel=NotifyChannel(rest[0])).using_db(using_db).exists():
+            await _create_next(row, NotifyChannel(rest[0]), policy=policy, using_db=using_db)
+        return
     try:
         async with db.transaction() as tx:
-            nxt = await Notification.create(
-                event_id=row.event_id, topic=row.topic, recipient=row.recipient, resident_id=row.resident_id,
-                channel=NotifyChannel(rest[0]), template=row.template, required=row.required,
-                content=row.content, event_at_ms=row.event_at_ms, using_db=tx)
-            await _schedule(nxt, policy=policy, using_db=tx)
+            await _create_next(row, NotifyChannel(rest[0]), policy=policy, using_db=tx)
     except IntegrityError:
         pass  # fallen back before
+
+
+async def _create_next(row: Notification, channel: NotifyChannel, *, policy: Policy, using_db: Any) -> None:
+    nxt = await Notification.create(
+        event_id=row.event_id, topic=row.topic, recipient=row.recipient, resident_id=row.resident_id,
+        channel=channel, template=row.template, required=row.required,
+        content=row.content, event_at_ms=row.event_at_ms, using_db=using_db)
+    await _schedule(nxt, policy=policy, using_db=using_db)
+
+
+# ---- delivery receipts -------------------------------------------------------------------------
+
+# A receipt that names a send we have not recorded yet waits here for it (see `deliver`).
+EARLY_PREFIX = "palmhall:notify:early:"
+EARLY_TTL_SECONDS = 600
+# Receipts come within minutes of the send; older rows are not looked at (and the index on
+# (status, updated_at) keeps the look-up small until provider_id has one of its own).
+RECEIPT_WINDOW = timedelta(days=3)
+RECEIPT_STATES = (NotifyStatus.SENT, NotifyStatus.DELIVERED, NotifyStatus.PERMANENT_FAILURE)
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """What a platform said became of one message it accepted: delivered, or not and why."""
+
+    channel: NotifyChannel
+    provider_id: str  # the msgid / BizId the send answered with
+    delivered: bool
+    reason: str | None  # one word when not delivered: user_refused, UNDELIV, ...
+    answer: dict[str, Any]  # the receipt as the platform said it, without personal data
+
+    def dumps(self) -> str:
+        return json.dumps({"channel": self.channel.value, "provider_id": self.provider_id,
+                           "delivered": self.delivered, "reason": self.reason, "answer": self.answer},
+                          ensure_ascii=False)
+
+    @classmethod
+    def loads(cls, raw: str | bytes) -> DeliveryReport:
+        d = json.loads(raw)
+        return cls(channel=NotifyChannel(d["channel"]), provider_id=str(d["provider_id"]),
+                   delivered=bool(d["delivered"]), reason=d.get("reason"), answer=dict(d.get("answer") or {}))
+
+
+def _early_key(channel: NotifyChannel, provider_id: str) -> str:
+    return f"{EARLY_PREFIX}{channel.value}:{provider_id}"
+
+
+async def record_receipts(reports: list[DeliveryReport], *, policy: Policy, redis: Redis) -> dict[str, int]:
+    """Apply verified delivery receipts; the same receipt twice changes nothing the second time."""
+    counts = {"delivered": 0, "failed": 0, "unchanged": 0, "early": 0}
+    for report in reports:
+        status = await apply_receipt(report, policy=policy)
+        if status is None:
+            # Not (yet) a send we know: kept a while in case the sending worker has not recorded it.
+            await redis.set(_early_key(report.channel, report.provider_id), report.dumps(), ex=EARLY_TTL_SECONDS)
+            counts["early"] += 1
+        elif status == NotifyStatus.DELIVERED:
+            counts["delivered"] += 1
+        elif status == NotifyStatus.PERMANENT_FAILURE:
+            counts["failed"] += 1
+        else:
+            counts["unchanged"] += 1
+    return counts
+
+
+async def apply_receipt(report: DeliveryReport, *, policy: Policy) -> NotifyStatus | None:
+    """Move a sent row to delivered or permanent_failure (and on to the next channel when it must arrive).
+
+    None when no sent row has that provider id; the row's status, unchanged, when it moved before.
+    """
+    row = await Notification.filter(
+        channel=report.channel, provider_id=report.provider_id, status__in=list(RECEIPT_STATES),
+        # updated_at is stamped by the ORM's clock, so the window is measured by the same one.
+        updated_at__gte=timezone.now() - RECEIPT_WINDOW).order_by("-id").first()
+    if row is None:
+        return None
+    to = NotifyStatus.DELIVERED if report.delivered else NotifyStatus.PERMANENT_FAILURE
+    answer = {**(row.provider_answer or {}), "receipt": report.answer}
+    async with db.transaction() as tx:
+        # Only a row still `sent` moves: a second copy of the receipt finds it moved and changes nothing.
+        reason = None if report.delivered else (report.reason or "undelivered")[:64]
+        moved = await Notification.filter(id=row.id, status=NotifyStatus.SENT).using_db(tx).update(
+            status=to, provider_answer=answer, reason=reason)
+        if not moved:
+            return row.status
+        await audit.record(using_db=tx, actor_kind="platform", actor_id=report.channel.value,
+                           action="notification.delivered" if report.delivered else "notification.undelivered",
+                           target_kind="notification", target_id=row.id,
+                           details={"provider_id": report.provider_id, "reason": report.reason})
+        if not report.delivered:
+            # As when the send itself fails for good: a notice the law requires goes on to the next channel.
+            await _fall_back(row, policy=policy, using_db=tx)
+    return to
 
 
 # ---- consent ---------------------------------------------------------------------------------
@@ -429,7 +534,10 @@ async def stats(*, since: datetime) -> dict[str, Any]:
             "event_at_ms", "sent_at_ms")
         lags = sorted(int(s) - int(e) for e, s in pairs)
         if lags:
-            lag[channel.value] = {"sent": len(lags), "p50_seconds": (_pct(lags, 50) or 0) / 1000,
+            delivered = await Notification.filter(created_at__gte=since, channel=channel,
+                                                  status=NotifyStatus.DELIVERED).count()
+            lag[channel.value] = {"sent": len(lags), "delivered": delivered,
+                                  "p50_seconds": (_pct(lags, 50) or 0) / 1000,
                                   "p99_seconds": (_pct(lags, 99) or 0) / 1000}
     return {"since": since.isoformat(), "counts": counts, "lag": lag}
 

@@ -89,3 +89,59 @@ class AliyunSms:
         if code == "OK":
             return SmsResult("sent", answer, str(answer.get("BizId") or "") or None)
         return SmsResult("temporary" if code in TEMPORARY_CODES else "permanent", answer)
+
+
+# ---- status reports (SmsReport, HTTP batch push) ------------------------------------------------
+#
+# Aliyun posts a JSON array of reports to the URL set in its console and wants {"code": 0} back
+# (anything else, or a non-200, is pushed again after 1, 5 and 10 minutes). Aliyun signs nothing
+# in these pushes, so the URL itself carries our secret (`?token=`), compared in constant time,
+# and a report only ever moves a text we sent whose BizId it names.
+
+REPORT_ACK = {"code": 0, "msg": "接收成功"}
+MAX_REPORTS = 1000  # one push merges reports; more than this in one body is not Aliyun
+
+
+@dataclass(frozen=True)
+class SmsReport:
+    biz_id: str
+    success: bool
+    err_code: str
+    err_msg: str
+    send_time: str
+    report_time: str
+
+    def as_answer(self) -> dict[str, Any]:
+        # The phone number and out_id in the report are not kept: the row knows whom it was for.
+        return {"biz_id": self.biz_id, "success": self.success, "err_code": self.err_code, "err_msg": self.err_msg,
+                "send_time": self.send_time, "report_time": self.report_time}
+
+
+def report_token_ok(expected: str, given: str | None) -> bool:
+    return bool(expected) and given is not None and hmac.compare_digest(expected.encode(), given.encode())
+
+
+def parse_reports(body: bytes) -> list[SmsReport]:
+    """The SmsReport JSON array; ValueError when it is not one."""
+    data = json.loads(body.decode("utf-8"))
+    if not isinstance(data, list) or len(data) > MAX_REPORTS:
+        raise ValueError("not a JSON array of reports")
+    out: list[SmsReport] = []
+    for item in data:
+        if not isinstance(item, dict) or not str(item.get("biz_id") or "").strip():
+            raise ValueError("a report without biz_id")
+        success = item.get("success")
+        if isinstance(success, str):  # documented as a boolean; tolerate "true"/"false"
+            success = success.strip().lower() == "true"
+        out.append(SmsReport(
+            biz_id=str(item["biz_id"]).strip()[:100], success=success is True,
+            err_code=str(item.get("err_code") or "")[:64], err_msg=str(item.get("err_msg") or "")[:200],
+            send_time=str(item.get("send_time") or ""), report_time=str(item.get("report_time") or "")))
+    return out
+
+
+def report_json(*, phone: str, biz_id: str, success: bool, err_code: str, err_msg: str, send_time: str,
+                report_time: str, out_id: str = "") -> dict[str, Any]:
+    """One report as Aliyun writes it (for the fake)."""
+    return {"phone_number": phone, "send_time": send_time, "report_time": report_time, "success": success,
+            "err_code": err_code, "err_msg": err_msg, "sms_size": "1", "biz_id": biz_id, "out_id": out_id}

@@ -49,3 +49,15 @@ async def test_stats_and_retry_from_the_command_line(orm: str, tmp_path: Path) -
     assert [json.loads(p) if isinstance(p, str) else p for p in queued] == [{"notification_id": failed.id}]
     bad = cli("notifications", "stats", "--since", "yesterday-ish", env=env)
     assert bad.returncode == 2 and "24h" in bad.stderr
+
+
+async def test_stats_count_delivered_messages(orm: str, tmp_path: Path) -> None:
+    for status in (NotifyStatus.DELIVERED, NotifyStatus.DELIVERED, NotifyStatus.SENT):
+        await _row(NotifyChannel.WECHAT, status, lag_ms=1000)
+    r = cli("notifications", "stats", "--since", "7d", "--json", env=base_env(orm, tmp_path))
+    assert r.returncode == 0, r.stderr
+    stats = json.loads(r.stdout)
+    assert {"channel": "wechat", "template": "case.approved", "status": "delivered", "n": 2} in stats["counts"]
+    assert (stats["lag"]["wechat"]["sent"], stats["lag"]["wechat"]["delivered"]) == (3, 2)
+    table = cli("notifications", "stats", "--since", "7d", env=base_env(orm, tmp_path)).stdout
+    assert "wechat: 3 sent (2 delivered)" in table

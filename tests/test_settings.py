@@ -24,6 +24,9 @@ REAL = {
     "HALL_APP_SECRET": "a-real-shared-secret-from-the-hall",
     "REALNAME_SECRET": "a-real-secret-from-the-verifier",
     "ALIPAY_PUBLIC_KEY": "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA",
+    # As the WeChat console makes them: letters and digits; 43 base64 characters.
+    "WECHAT_PUSH_TOKEN": "hx0f1e2d3c4b5a69788796a5b4c3d2e1",
+    "WECHAT_PUSH_AES_KEY": "kF3x9QmZ0pL7vB2nR8tY4uW6sA1dG5hJ3kM9oP2qX7c",
 }
 
 # Secrets other packages add get a production-looking value too.
@@ -53,6 +56,29 @@ def test_production_refuses_generated_dev_secrets_copied_over(tmp_path: Path) ->
     dev = Settings.from_env({"SECRETS_FILE": str(tmp_path / "s.json")})
     with pytest.raises(SettingsError, match="PALMHALL_HASH_KEY holds a development value"):
         Settings.from_env({**REAL, "PALMHALL_HASH_KEY": dev.hash_key})
+
+
+@pytest.mark.parametrize(("name", "value", "says"), [
+    ("WECHAT_PUSH_TOKEN", "has-dashes-and_underscores", "3 to 32 letters and digits"),
+    ("WECHAT_PUSH_TOKEN", "t" * 33, "3 to 32 letters and digits"),
+    ("WECHAT_PUSH_AES_KEY", "tooShort", "43-character EncodingAESKey"),
+    ("WECHAT_PUSH_AES_KEY", "k" * 42 + "!", "43-character EncodingAESKey"),
+])
+def test_production_refuses_a_push_token_or_key_wechat_would_not_accept(name: str, value: str, says: str) -> None:
+    with pytest.raises(SettingsError, match=f"{name} must be .*{says}"):
+        Settings.from_env({**REAL, name: value})
+
+
+def test_the_generated_push_key_works_in_development_and_is_refused_in_production(tmp_path: Path) -> None:
+    from notifications.wechat_push import PushCrypto
+
+    dev = Settings.from_env({"SECRETS_FILE": str(tmp_path / "s.json")})
+    crypto = PushCrypto(token="devtoken", aes_key=dev.wechat_push_aes_key, app_id=dev.wechat_app_id)
+    body, q = crypto.seal("<xml><MsgType>event</MsgType></xml>", nonce="n", timestamp="1", as_json=False)
+    assert crypto.open(body=body, content_type="text/xml", msg_signature=q["msg_signature"], timestamp="1",
+                       nonce="n") == {"MsgType": "event"}
+    with pytest.raises(SettingsError, match="WECHAT_PUSH_AES_KEY holds a development value"):
+        Settings.from_env({**REAL, "WECHAT_PUSH_AES_KEY": dev.wechat_push_aes_key})
 
 
 def test_production_refuses_the_embedded_stores() -> None:
