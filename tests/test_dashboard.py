@@ -328,3 +328,9 @@ async def test_wrong_password_shows_the_servers_message(live: Live, world: World
     await _login(page, "nobody", "wrong-password-1")
     await page.wait_for_function("document.querySelector('#login-error').textContent.length > 0")
     assert "密码" in await page.locator("#login-error").inner_text()
+
+
+async def test_the_route_is_in_the_api_document(live: Live) -> None:
+    spec = (await live.client.get("/docs/openapi.json")).json()
+    route = spec["paths"]["/api/v1/staff/halls/{hall_id}/dashboard"]["get"]
+    assert {p["name"] for p in route["parameters"]} >= {"from", "to"}
