@@ -1,7 +1,8 @@
-"""Who an event concerns and the values its templates show, read from the packages that emitted it.
+"""Who an event concerns and the values its templates show, asked of the packages that emitted it.
 
-Read-only look-ups by id. The emitting packages' payloads carry ids only (never personal data),
-so the names shown in a message are read here, once, when the message is planned.
+Read-only look-ups by id through those packages' service functions (never their tables). The
+emitting packages' payloads carry ids only (never personal data), so the names shown in a message
+are read here, once, when the message is planned.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from backend import clock
-from backend.booking.models import Appointment
-from backend.cases.models import Case
-from backend.catalog.models import Hall, ServiceItem
-from backend.identity.models import ChannelIdentity, Resident
+from backend.booking import service as booking
+from backend.cases import service as cases
+from backend.catalog import service as catalog
+from backend.identity import service as identity
 from backend.jobs.models import OutboxEvent
 from notifications import render
 
@@ -41,16 +42,12 @@ async def event_time(event_id: Any) -> datetime:
 
 
 async def _hall_name(hall_id: Any) -> str:
-    if hall_id is None:
-        return ""
-    name = await Hall.filter(id=int(hall_id)).first().values_list("name", flat=True)
-    return str(name or "")
+    return await catalog.hall_name(hall_id=None if hall_id is None else int(hall_id))
 
 
 async def _item_name(*, item_id: Any = None, code: Any = None) -> str:
-    query = ServiceItem.filter(id=int(item_id)) if item_id is not None else ServiceItem.filter(code=str(code))
-    name = await query.first().values_list("name", flat=True)
-    return str(name or "")
+    return await catalog.item_name(item_id=None if item_id is None else int(item_id),
+                                   code=None if code is None else str(code))
 
 
 def _fen(fen: int) -> tuple[str, str]:
@@ -77,14 +74,12 @@ async def audience(topic: str, payload: dict[str, Any], *, at: datetime, templat
         values["ticket_code"] = payload.get("code", "")
         values["hall_name"] = await _hall_name(payload.get("hall_id"))
         if payload.get("appointment_id") is not None:
-            row = await Appointment.filter(id=int(payload["appointment_id"])).first().values(
-                "resident_id", "item_id")
-            if row:
-                values["item_name"] = await _item_name(item_id=row["item_id"])
-                out.residents.append(int(row["resident_id"]))
+            appt = await booking.appointment_parties(appointment_id=int(payload["appointment_id"]))
+            if appt:
+                values["item_name"] = await _item_name(item_id=appt["item_id"])
+                out.residents.append(appt["resident_id"])
     elif topic.startswith("case."):
-        row = await Case.filter(id=int(payload["case_id"])).first().values(
-            "resident_id", "item_id", "hall_id", "fee_total_fen")
+        row = await cases.case_parties(case_id=int(payload["case_id"]))
         if row:
             values["item_name"] = await _item_name(item_id=row["item_id"])
             values["hall_name"] = await _hall_name(row["hall_id"])
@@ -98,24 +93,13 @@ async def audience(topic: str, payload: dict[str, Any], *, at: datetime, templat
 
 async def current_resident(resident_id: int) -> int:
     """A resident folded into another after binding on a second platform is reached as that one."""
-    merged: Any = await Resident.filter(id=resident_id).first().values_list("merged_into_id", flat=True)
-    return int(merged) if merged else resident_id
+    return await identity.reached_as(resident_id=resident_id)
 
 
 async def channels_of(resident_id: int) -> dict[str, str]:
     """The resident's mini-program channels and their address there (openid, Alipay open_id/user_id)."""
-    rows = await ChannelIdentity.filter(resident_id=resident_id).order_by("-last_login_at", "-id").values(
-        "channel", "subject", "alipay_open_id", "alipay_user_id")
-    out: dict[str, str] = {}
-    for r in rows:
-        channel = str(r["channel"])
-        if channel in out:
-            continue
-        out[channel] = str(r["alipay_open_id"] or r["alipay_user_id"] or r["subject"]) if channel == "alipay" \
-            else str(r["subject"])
-    return out
+    return await identity.channel_addresses(resident_id=resident_id)
 
 
 async def phone_enc(resident_id: int) -> str | None:
-    value = await Resident.filter(id=resident_id).first().values_list("phone_enc", flat=True)
-    return str(value) if value else None
+    return await identity.phone_ciphertext(resident_id=resident_id)

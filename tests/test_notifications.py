@@ -617,3 +617,21 @@ async def test_an_attempt_that_died_mid_call_is_not_repeated_unless_the_law_requ
     assert (booked.status, booked.reason) == (NotifyStatus.PERMANENT_FAILURE, "outcome_unknown")
     assert approved.status == NotifyStatus.SENT
     assert [m["template_id"] for m in world.platforms.wechat.sent] == [T["case.approved"].wechat["template_id"]]  # type: ignore[index]
+
+
+async def test_a_folded_resident_is_reached_as_the_one_kept_and_a_walk_in_gets_nothing(world: World) -> None:
+    from backend.identity.models import Resident
+
+    kept, kept_openid, headers = await world.resident(bind=False)
+    folded, _, _ = await world.resident(bind=False)
+    await Resident.filter(id=folded).update(merged_into_id=kept)  # bound on a second platform, then folded
+    await world.consent(headers, "case.approved")
+    case = await world.case(folded)
+    walk_in = await world.case(None)
+    for c in (case, walk_in):
+        await world.emit("case.approved", {"case_id": c.id, "case_no": c.case_no})
+    await world.drain()
+    assert [(r.channel, r.resident_id) for r in await rows()] == [
+        (NotifyChannel.INBOX, kept), (NotifyChannel.WECHAT, kept)]
+    (message,) = world.platforms.wechat.sent
+    assert message["touser"] == kept_openid and message["data"]["thing2"]["value"] == LONG_ITEM[:19] + "…"

@@ -449,3 +449,11 @@ async def public_progress(*, appointment_id: int) -> dict[str, Any]:
     ticket = await QueueTicket.filter(appointment_id=appointment.id).first()
     return {"kind": "appointment", "status": card["status"], "item": card["item"], "hall": card["hall"],
             "starts_at": card["starts_at"], "ends_at": card["ends_at"], "ticket": ticket.code if ticket else None}
+
+
+async def appointment_parties(*, appointment_id: int) -> dict[str, int] | None:
+    """Ids only, for other packages: whose appointment it is, for which item and hall."""
+    row = await Appointment.filter(id=appointment_id).first().values("resident_id", "item_id", "hall_id")
+    if not row:
+        return None
+    return {"resident_id": int(row["resident_id"]), "item_id": int(row["item_id"]), "hall_id": int(row["hall_id"])}

@@ -819,3 +819,13 @@ async def recompute_provisional() -> int:
                 promised_due=case.promised_due, statutory_due=case.statutory_due, yellow_on=case.yellow_on,
                 due_provisional=case.due_provisional)
     return len(ids)
+
+
+async def case_parties(*, case_id: int) -> dict[str, int | None] | None:
+    """Ids and the fee only, for other packages: whose case it is (None for a walk-in), item, hall, fee in fen."""
+    row = await Case.filter(id=case_id).first().values("resident_id", "item_id", "hall_id", "fee_total_fen")
+    if not row:
+        return None
+    return {"resident_id": None if row["resident_id"] is None else int(row["resident_id"]),
+            "item_id": int(row["item_id"]), "hall_id": int(row["hall_id"]),
+            "fee_total_fen": int(row["fee_total_fen"] or 0)}

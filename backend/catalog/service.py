@@ -319,3 +319,23 @@ async def export_items() -> list[dict[str, Any]]:
                                "effective_from": v.effective_from.isoformat(), "active": item.active}
         out.append({k: row[k] for k in ItemIn.model_fields})
     return out
+
+
+# ---- names for other packages (notifications show them) -------------------------------------------
+
+
+async def hall_name(*, hall_id: int | None) -> str:
+    """A hall's name, or "" when there is none."""
+    if hall_id is None:
+        return ""
+    name = await Hall.filter(id=int(hall_id)).first().values_list("name", flat=True)
+    return str(name or "")
+
+
+async def item_name(*, item_id: int | None = None, code: str | None = None) -> str:
+    """A service item's name by id or by code, or "" when there is none."""
+    if item_id is None and code is None:
+        return ""
+    query = ServiceItem.filter(id=int(item_id)) if item_id is not None else ServiceItem.filter(code=str(code))
+    name = await query.first().values_list("name", flat=True)
+    return str(name or "")

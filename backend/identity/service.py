@@ -623,3 +623,33 @@ async def rotate_keys(*, keyring: KeyRing, batch: int = 500) -> dict[str, int]:
         await audit.record(using_db=tx, actor_kind="operator", actor_id="cli", action="keys.rotated",
                            details={**counts, "current_key": keyring.current})
     return counts
+
+
+# ---- reaching a resident (notifications) ----------------------------------------------------------
+
+
+async def reached_as(*, resident_id: int) -> int:
+    """A resident folded into another after binding on a second platform is reached as that one."""
+    merged: Any = await Resident.filter(id=resident_id).first().values_list("merged_into_id", flat=True)
+    return int(merged) if merged else resident_id
+
+
+async def channel_addresses(*, resident_id: int) -> dict[str, str]:
+    """The resident's mini-program channels and their address there (openid, Alipay open_id or user_id),
+    the most recently used identity of each channel."""
+    rows = await ChannelIdentity.filter(resident_id=resident_id).order_by("-last_login_at", "-id").values(
+        "channel", "subject", "alipay_open_id", "alipay_user_id")
+    out: dict[str, str] = {}
+    for r in rows:
+        channel = str(r["channel"])
+        if channel in out:
+            continue
+        out[channel] = str(r["alipay_open_id"] or r["alipay_user_id"] or r["subject"]) if channel == "alipay" \
+            else str(r["subject"])
+    return out
+
+
+async def phone_ciphertext(*, resident_id: int) -> str | None:
+    """The encrypted phone number (decrypted only by whoever sends the one text that needs it)."""
+    value = await Resident.filter(id=resident_id).first().values_list("phone_enc", flat=True)
+    return str(value) if value else None
