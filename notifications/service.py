@@ -332,17 +332,17 @@ async def record_receipts(reports: list[DeliveryReport], *, policy: Policy, redi
     """Apply verified delivery receipts; the same receipt twice changes nothing the second time."""
     counts = {"delivered": 0, "failed": 0, "unchanged": 0, "early": 0}
     for report in reports:
-        status = await apply_receipt(report, policy=policy)
+        status, moved = await _apply_receipt(report, policy=policy)
         if status is None:
             # Not (yet) a send we know: kept a while in case the sending worker has not recorded it.
             await redis.set(_early_key(report.channel, report.provider_id), report.dumps(), ex=EARLY_TTL_SECONDS)
             counts["early"] += 1
+        elif not moved:
+            counts["unchanged"] += 1
         elif status == NotifyStatus.DELIVERED:
             counts["delivered"] += 1
-        elif status == NotifyStatus.PERMANENT_FAILURE:
-            counts["failed"] += 1
         else:
-            counts["unchanged"] += 1
+            counts["failed"] += 1
     return counts
 
 
@@ -351,12 +351,16 @@ async def apply_receipt(report: DeliveryReport, *, policy: Policy) -> NotifyStat
 
     None when no sent row has that provider id; the row's status, unchanged, when it moved before.
     """
+    return (await _apply_receipt(report, policy=policy))[0]
+
+
+async def _apply_receipt(report: DeliveryReport, *, policy: Policy) -> tuple[NotifyStatus | None, bool]:
     row = await Notification.filter(
         channel=report.channel, provider_id=report.provider_id, status__in=list(RECEIPT_STATES),
         # updated_at is stamped by the ORM's clock, so the window is measured by the same one.
         updated_at__gte=timezone.now() - RECEIPT_WINDOW).order_by("-id").first()
     if row is None:
-        return None
+        return None, False
     to = NotifyStatus.DELIVERED if report.delivered else NotifyStatus.PERMANENT_FAILURE
     answer = {**(row.provider_answer or {}), "receipt": report.answer}
     async with db.transaction() as tx:
@@ -365,7 +369,7 @@ async def apply_receipt(report: DeliveryReport, *, policy: Policy) -> NotifyStat
         moved = await Notification.filter(id=row.id, status=NotifyStatus.SENT).using_db(tx).update(
             status=to, provider_answer=answer, reason=reason)
         if not moved:
-            return row.status
+            return row.status, False
         await audit.record(using_db=tx, actor_kind="platform", actor_id=report.channel.value,
                            action="notification.delivered" if report.delivered else "notification.undelivered",
                            target_kind="notification", target_id=row.id,
@@ -373,7 +377,7 @@ async def apply_receipt(report: DeliveryReport, *, policy: Policy) -> NotifyStat
         if not report.delivered:
             # As when the send itself fails for good: a notice the law requires goes on to the next channel.
             await _fall_back(row, policy=policy, using_db=tx)
-    return to
+    return to, True
 
 
 # ---- consent ---------------------------------------------------------------------------------

@@ -297,3 +297,14 @@ async def test_sms_reports_with_a_wrong_token_or_bad_body_change_nothing(world: 
         assert r.json() == {"code": 0, "msg": "接收成功"}
     await text.refresh_from_db()
     assert text.status == NotifyStatus.SENT and await receipt_audits() == []
+
+
+async def test_each_receipt_is_counted_once_as_a_change(world: World) -> None:
+    row, _ = await sent_wechat(world)
+    report = service.DeliveryReport(channel=NotifyChannel.WECHAT, provider_id=row.provider_id or "", delivered=True,
+                                    reason=None, answer={"MsgID": row.provider_id})
+    unknown = service.DeliveryReport(channel=NotifyChannel.WECHAT, provider_id="424242", delivered=True, reason=None,
+                                     answer={})
+    policy = service.Policy.from_settings(world.live.app.ctx.settings)
+    counts = await service.record_receipts([report, report, unknown], policy=policy, redis=world.live.app.ctx.redis)
+    assert counts == {"delivered": 1, "failed": 0, "unchanged": 1, "early": 1}
