@@ -2,6 +2,9 @@
 
 `make test` runs them when /usr/bin/chromium is there and prints one line when it is not;
 `.ci/run` installs Chromium with apt first, so CI always runs them.
+
+The pages' CSP forbids eval, so `page.wait_for_function` takes a function ("() => ..."), never a bare
+expression string (Playwright evaluates those with eval and the page refuses).
 """
 
 from __future__ import annotations

@@ -109,7 +109,7 @@ async def test_a_call_reaches_the_board_within_two_seconds(live: Live, board: Bo
     assert time.monotonic() - started < 2
     assert await now_calling(page) == ("A001", "3号窗口")
     assert await page.locator("#call-line").inner_text() == "请A001号到3号窗口办理"
-    await page.wait_for_function("document.querySelector('#waiting-list').textContent.includes('等候 2 人')")
+    await page.wait_for_function("() => document.querySelector('#waiting-list').textContent.includes('等候 2 人')")
     assert await waiting(page) == {"A": "2", "B": "1"}
 
     await board.call(5)  # B001 at counter 5; A001 is still being served at 3
@@ -203,9 +203,9 @@ async def test_calls_are_spoken_only_when_enabled(live: Live, board: Board, brow
     assert (await toggle.get_attribute("aria-pressed"), await toggle.inner_text()) == ("true", "语音播报：开")
     await board.call(3)
     await wait_for_call(page, "A002", timeout_ms=2000)
-    await page.wait_for_function("window.__spoken.length >= 2")
+    await page.wait_for_function("() => window.__spoken.length >= 2")
     await board.call(3, "recall")  # a recall is announced again
-    await page.wait_for_function("window.__spoken.length >= 3")
+    await page.wait_for_function("() => window.__spoken.length >= 3")
     spoken = await page.evaluate("window.__spoken")
     assert [s["text"] for s in spoken] == ["语音播报已开启", "请A002号到3号窗口办理", "请A002号到3号窗口办理"]
     assert {s["lang"] for s in spoken} == {"zh-CN"}

@@ -269,7 +269,7 @@ async def test_admin_logs_in_and_sees_the_figures_and_charts(live: Live, world: 
     await page.fill("#from", PERIOD["from"])
     await page.fill("#to", PERIOD["to"])
     await page.click("#period-form button[type=submit]")
-    await page.wait_for_function("document.querySelector('#period-title').textContent.includes('2026-02-23')")
+    await page.wait_for_function("() => document.querySelector('#period-title').textContent.includes('2026-02-23')")
 
     async def figure(scope: str, name: str) -> str:
         return (await page.locator(f"#{scope}-figures [data-figure={name}] .figure-value").inner_text()).strip()
@@ -326,7 +326,7 @@ async def test_wrong_password_shows_the_servers_message(live: Live, world: World
     await screenshot(page, "dashboard-login")
     await assert_accessible(page, "/dashboard login")
     await _login(page, "nobody", "wrong-password-1")
-    await page.wait_for_function("document.querySelector('#login-error').textContent.length > 0")
+    await page.wait_for_function("() => document.querySelector('#login-error').textContent.length > 0")
     assert "密码" in await page.locator("#login-error").inner_text()
 
 

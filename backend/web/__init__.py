@@ -9,8 +9,10 @@ lookup, static files with cache headers, and the security headers every page is 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import importlib
+import json
 import mimetypes
 from functools import lru_cache
 from pathlib import Path
@@ -53,13 +55,13 @@ STATIC_DIRS = {
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 # The pages load only their own scripts and styles, talk only to this origin, and cannot be framed.
-# blob: is for materials a clerk opens inline (PDF, images) and for receipt QR images.
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-       "connect-src 'self'; frame-src 'self' blob:; object-src 'none'; base-uri 'none'; "
-       "form-action 'self'; frame-ancestors 'none'")
+# The one inline script is the import map, allowed by its hash. blob: is for materials a clerk opens
+# inline (PDF, images) and for receipt QR images.
+CSP = ("default-src 'self'; script-src 'self' '{import_map_hash}'; style-src 'self'; "
+       "img-src 'self' data: blob:; connect-src 'self'; frame-src 'self' blob:; object-src 'none'; "
+       "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
 PAGE_HEADERS = {
-    "Content-Security-Policy": CSP,
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -93,6 +95,27 @@ def static_url(family: str, name: str) -> str:
     return f"/static/{family}/{name}?v={found[2]}"
 
 
+@lru_cache(maxsize=1)
+def import_map() -> str:
+    """Every page script's plain path mapped to its content-versioned URL.
+
+    Modules import each other by plain path (`import {api} from "/static/web/common.js"`, `"./session.js"`);
+    the browser rewrites those through this map, so a module loaded by a page and imported by another
+    script is one instance, and every script is cached for a year yet never stale.
+    """
+    imports = {}
+    for family, base in sorted(STATIC_DIRS.items()):
+        for path in sorted(base.rglob("*.js")):
+            name = path.relative_to(base).as_posix()
+            imports[f"/static/{family}/{name}"] = static_url(family, name)
+    return json.dumps({"imports": imports}, separators=(",", ":"), sort_keys=True)
+
+
+def csp() -> str:
+    digest = base64.b64encode(hashlib.sha256(import_map().encode()).digest()).decode()
+    return CSP.format(import_map_hash=f"sha256-{digest}")
+
+
 statics = Blueprint("web_static")
 
 
@@ -113,8 +136,8 @@ async def static_file(request: Request, family: str, name: str) -> HTTPResponse:
 
 async def page(request: Request, template: str, **context: Any) -> HTTPResponse:
     """Render one page with the headers every page carries."""
-    response = await render(template, context=context, headers=dict(PAGE_HEADERS), app=request.app)
-    return response
+    headers = {**PAGE_HEADERS, "Content-Security-Policy": csp()}
+    return await render(template, context=context, headers=headers, app=request.app)
 
 
 def configure(app: Sanic) -> None:
@@ -126,6 +149,7 @@ def register(app: Sanic) -> None:
     """After Extend(app): the static route, the template globals and every page module."""
     env = app.ext.environment
     env.globals["static"] = static_url
+    env.globals["import_map"] = import_map
     app.blueprint(statics.copy(statics.name, with_registration=False))
     for module in PAGE_MODULES:
         bp = importlib.import_module(module).bp

@@ -1,8 +1,6 @@
 // The hall dashboard: a hall admin logs in, picks a period, and sees the figures and the server's SVG charts.
 // The staff token stays in this tab's sessionStorage and goes in the Authorization header (no cookie).
-// common.js comes from the very (content-versioned) URL the page loaded, so it is the page's own module instance.
-const commonUrl = document.querySelector('script[src*="/static/web/common.js"]').src;
-const { api, ApiError, h, show, say, sayError } = await import(commonUrl);
+import { api, ApiError, h, show, say, sayError } from "/static/web/common.js";
 
 const KEY = "palmhall.dashboard";
 const $ = (id) => document.getElementById(id);

@@ -1,9 +1,7 @@
 // The clerk's session: the staff token in this tab's sessionStorage (never a cookie), sent as a Bearer header.
 
-// common.js is imported from the very URL the page loaded it by (content-versioned), so this is the same module
-// instance as the page's and 适老模式 is set up once.
-const commonUrl = document.querySelector('script[src*="/static/web/common.js"]').src;
-const common = await import(commonUrl);
+// The page's import map turns this plain path into the page's own content-versioned URL: one module instance.
+import * as common from "/static/web/common.js";
 const { api, ApiError } = common;
 export { common };
 

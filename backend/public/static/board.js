@@ -1,9 +1,7 @@
 // The hall display board: the public queue over server-sent events, spoken aloud when the hall enables it.
 // It shows ticket numbers and counters only: nothing personal ever reaches this page.
 
-// common.js comes from the very (content-versioned) URL the page loaded, so it is the page's own module instance.
-const commonUrl = document.querySelector('script[src*="/static/web/common.js"]').src;
-const { api, ApiError, h, show } = await import(commonUrl);
+import { api, ApiError, h, show } from "/static/web/common.js";
 
 const $ = (id) => document.getElementById(id);
 const hallId = $("board").dataset.hallId;
