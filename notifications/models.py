@@ -67,7 +67,7 @@ class Notification(Model):
     class Meta:
         table = "notification"
         unique_together = (("event_id", "recipient", "channel"),)
-        indexes = (("status", "updated_at"), ("resident_id", "channel", "created_at"))
+        indexes = (("status", "updated_at"), ("resident_id", "channel", "created_at"), ("channel", "provider_id"))
 
 
 class Subscription(Model):

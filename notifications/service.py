@@ -296,8 +296,8 @@ async def _create_next(row: Notification, channel: NotifyChannel, *, policy: Pol
 # A receipt that names a send we have not recorded yet waits here for it (see `deliver`).
 EARLY_PREFIX = "palmhall:notify:early:"
 EARLY_TTL_SECONDS = 600
-# Receipts come within minutes of the send; older rows are not looked at (and the index on
-# (status, updated_at) keeps the look-up small until provider_id has one of its own).
+# Receipts come within minutes of the send; older rows are not looked at. The look-up goes by the
+# (channel, provider_id) index.
 RECEIPT_WINDOW = timedelta(days=3)
 RECEIPT_STATES = (NotifyStatus.SENT, NotifyStatus.DELIVERED, NotifyStatus.PERMANENT_FAILURE)
 

@@ -79,10 +79,16 @@ async def test_whole_life_of_a_case_from_upload_to_evaluation(live: Live, platfo
     assert [i["code"] for i in case["corrections"][0]["items"]] == ["ID"]
 
     # The clerk adds to the same round's notice (the lease copy is unreadable)...
-    r = await act(live, world.clerk, case_no, "request_correction", items=[{"code": "LEASE", "reason": "复印件不清晰"}])
+    r = await act(live, world.clerk, case_no, "request_correction", items=[{"code": "LEASE", "reason": "复印件不清晰"}],
+                  reason="请一并带原件到窗口核对")
     assert r.status_code == 200, r.text
     notices = r.json()["corrections"]
     assert len(notices) == 1 and [i["code"] for i in notices[0]["items"]] == ["ID", "LEASE"]
+    # The clerk's own words travel with the notice, and the resident sees them.
+    r = await act(live, world.clerk, case_no, "request_correction", items=[{"code": "LEASE"}], reason="周六不办公")
+    mine = (await live.client.get(f"/api/v1/mp/cases/{case_no}", headers=me)).json()
+    assert mine["corrections"][0]["note"] == "请一并带原件到窗口核对\n周六不办公"
+    assert len(mine["corrections"]) == 1
 
     # ...and an answer that leaves something out is refused with the list.
     id_card = await upload_id(live, me, png_bytes(2), "id.png")
@@ -158,7 +164,7 @@ async def test_whole_life_of_a_case_from_upload_to_evaluation(live: Live, platfo
                   "evaluation.received"):
         assert topic in seen
     assert seen.count("case.status_changed") == 9
-    assert seen.count("case.correction_needed") == 2  # the notice, and its amendment
+    assert seen.count("case.correction_needed") == 3  # the notice, and its two amendments (a material, then a note)
     payloads = json.dumps([e.payload for e in await OutboxEvent.all()], ensure_ascii=False)
     for personal in (ZHANG["name"], ZHANG["id_number"], ZHANG["phone"], "象山路"):
         assert personal not in payloads

@@ -252,13 +252,14 @@ async def test_clerk_sees_materials_inline_and_sends_a_correction_notice_the_res
     await screenshot(page, "counter-correction")
     await page.click("#action-form button[type=submit]")
     await page.locator(".notice[data-round='1']").wait_for()
-    assert "租赁合同：复印件不清晰；请携带原件到2号窗口核对" in (await page.locator(".notice").text_content() or "")
+    shown = await page.locator(".notice").text_content() or ""
+    assert "租赁合同：复印件不清晰" in shown and "补充说明：请携带原件到2号窗口核对" in shown
 
     mine = (await live.client.get(f"/api/v1/mp/cases/{case_no}", headers=me)).json()
     assert mine["status"] == "needs_correction"
     items = mine["corrections"][0]["items"]
-    assert [(i["code"], i["reason"]) for i in items] == [
-        ("LEASE", "复印件不清晰；请携带原件到2号窗口核对"), ("PHOTO", "请携带原件到2号窗口核对")]
+    assert [(i["code"], i["reason"]) for i in items] == [("LEASE", "复印件不清晰"), ("PHOTO", "需补正")]
+    assert mine["corrections"][0]["note"] == "请携带原件到2号窗口核对"
     offered = await page.locator("#case-actions button").evaluate_all("bs => bs.map(b => b.dataset.action)")
     assert offered == ["request_correction", "reject"]
 

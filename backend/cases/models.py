@@ -216,6 +216,8 @@ class CorrectionNotice(Model):
     round = fields.IntField()
     # [{code, name, reason, added_by}]
     items: fields.Field = fields.JSONField(default=list)
+    # What the clerk adds in their own words, beside the listed materials (shown to the resident as is).
+    note = fields.TextField(default="")
     created_by = fields.CharField(max_length=40)
     created_at = fields.DatetimeField()
     answered_at = fields.DatetimeField(null=True)

@@ -270,10 +270,10 @@ async def _missing(case: Case, checklist: dict[str, dict[str, Any]], using_db: B
 
 
 async def _open_notice(case: Case, items: list[dict[str, Any]], *, actor: Actor, using_db: BaseDBAsyncClient,
-                       resume: CaseStatus | None) -> None:
+                       resume: CaseStatus | None, note: str = "") -> None:
     """Start a correction round: the complete list in one notice (一次性告知), and the clock stops."""
     round_no = case.correction_round + 1
-    await CorrectionNotice.create(case_id=case.id, round=round_no, items=items, created_by=actor.label,
+    await CorrectionNotice.create(case_id=case.id, round=round_no, items=items, note=note, created_by=actor.label,
                                   created_at=clock.now(), using_db=using_db)
     names = "、".join(i["name"] for i in items)
     await transition(case, CaseStatus.NEEDS_CORRECTION, actor=actor, using_db=using_db,
@@ -472,7 +472,7 @@ async def act(*, case_no: str, payload: TransitionIn, staff: StaffPrincipal, key
             await transition(case, CaseStatus.ACCEPTED, actor=actor, using_db=tx, reason=payload.reason,
                              changes={"counter_id": payload.counter_id} if payload.counter_id else None)
         elif a == Action.REQUEST_CORRECTION:
-            await _request_correction(case, payload.items, actor=actor, using_db=tx)
+            await request_correction(case, payload.items, actor=actor, using_db=tx, note=payload.reason)
         elif a == Action.START_REVIEW:
             owes = case.has_fees and case.paid_at is None
             target = CaseStatus.AWAITING_PAYMENT if owes else CaseStatus.IN_REVIEW
@@ -481,7 +481,7 @@ async def act(*, case_no: str, payload: TransitionIn, staff: StaffPrincipal, key
         elif a == Action.APPROVE:
             await transition(case, CaseStatus.APPROVED, actor=actor, using_db=tx, reason=payload.reason)
             if case.certificate_type is not None:
-                await _issue_certificate(case, actor=actor, keyring=keyring, using_db=tx,
+                await issue_certificate(case, actor=actor, keyring=keyring, using_db=tx,
                                          valid_until=payload.valid_until)
         elif a == Action.REJECT:
             _must_allow(case, CaseStatus.REJECTED, actor)
@@ -489,7 +489,7 @@ async def act(*, case_no: str, payload: TransitionIn, staff: StaffPrincipal, key
                 raise DomainError("case.reason_required")
             await transition(case, CaseStatus.REJECTED, actor=actor, using_db=tx, reason=payload.reason)
         elif a == Action.ISSUE_CERTIFICATE:
-            await _issue_certificate(case, actor=actor, keyring=keyring, using_db=tx,
+            await issue_certificate(case, actor=actor, keyring=keyring, using_db=tx,
                                      valid_until=payload.valid_until)
         elif a == Action.DELIVER:
             tracking = payload.tracking_no
@@ -510,8 +510,11 @@ def _must_allow(case: Case, to: CaseStatus, actor: Actor) -> None:
         raise DomainError("case.illegal_transition", details={"from": case.status.value, "to": to.value})
 
 
-async def _request_correction(case: Case, items: list[NoticeItemIn], *, actor: Actor,
-                              using_db: BaseDBAsyncClient) -> None:
+async def request_correction(case: Case, items: list[NoticeItemIn], *, actor: Actor,
+                             using_db: BaseDBAsyncClient, note: str = "") -> None:
+    """One-time notice (一次性告知) of what is missing, with the clerk's own note. Inside the caller's
+    transaction, on a case row it holds locked; the counter and the main hall's callbacks both come here."""
+    note = note.strip()
     if case.status != CaseStatus.NEEDS_CORRECTION:
         _must_allow(case, CaseStatus.NEEDS_CORRECTION, actor)
     if not items:
@@ -529,7 +532,9 @@ async def _request_correction(case: Case, items: list[NoticeItemIn], *, actor: A
         known = {i["code"] for i in notice.items}
         added = [i for i in listed if i["code"] not in known]
         notice.items = [*notice.items, *added]
-        await notice.save(using_db=using_db, update_fields=["items"])
+        if note and note not in notice.note:
+            notice.note = f"{notice.note}\n{note}" if notice.note else note
+        await notice.save(using_db=using_db, update_fields=["items", "note"])
         await audit.record(using_db=using_db, actor_kind=actor.kind, actor_id=actor.id, action="case.notice_amended",
                            target_kind="case", target_id=case.case_no,
                            details={"round": notice.round, "added": [i["code"] for i in added]})
@@ -539,11 +544,12 @@ async def _request_correction(case: Case, items: list[NoticeItemIn], *, actor: A
                           using_db=using_db, ordering_key=events.ordering_key(case.case_no))
         return
     resume = case.status if case.status in (CaseStatus.ACCEPTED, CaseStatus.IN_REVIEW) else None
-    await _open_notice(case, listed, actor=actor, using_db=using_db, resume=resume)
+    await _open_notice(case, listed, actor=actor, using_db=using_db, resume=resume, note=note)
 
 
-async def _issue_certificate(case: Case, *, actor: Actor, keyring: KeyRing, using_db: BaseDBAsyncClient,
-                             valid_until: date | None) -> Certificate:
+async def issue_certificate(case: Case, *, actor: Actor, keyring: KeyRing, using_db: BaseDBAsyncClient,
+                            valid_until: date | None) -> Certificate:
+    """Sign and issue the case's e-certificate (inside the caller's transaction, case row locked)."""
     _must_allow(case, CaseStatus.CERTIFICATE_ISSUED, actor)
     version = await case.item_version.using_db(using_db)  # type: ignore[attr-defined]
     item = await case.item.using_db(using_db)  # type: ignore[attr-defined]
@@ -667,7 +673,7 @@ async def _full(case: Case, *, keyring: KeyRing, secret: str, base_url: str, for
             "certificate": m.certificate.cert_no if m.certificate else None,
             "round": m.correction_round, "superseded": m.superseded,
         } for m in materials],
-        "corrections": [{"round": n.round, "items": n.items, "created_at": n.created_at.isoformat(),
+        "corrections": [{"round": n.round, "items": n.items, "note": n.note, "created_at": n.created_at.isoformat(),
                          "answered_at": n.answered_at.isoformat() if n.answered_at else None} for n in notices],
         "history": [{"at": h.created_at.isoformat(), "step": h.step, "from": h.from_status.value if h.from_status
                      else None, "to": h.to_status.value, "actor": h.actor_kind, "reason": h.reason}

@@ -279,13 +279,13 @@ async def _apply(case: Case, status: str, items: list[dict[str, Any]], reason: s
         await transition(case, CaseStatus.ACCEPTED, actor=HALL_ACTOR, using_db=tx, reason=why)
     elif status == "needs_correction":
         notice = [NoticeItemIn(code=str(i.get("code", "")), reason=str(i.get("reason", ""))[:200]) for i in items]
-        await cases_service._request_correction(case, notice, actor=HALL_ACTOR, using_db=tx)
+        await cases_service.request_correction(case, notice, actor=HALL_ACTOR, using_db=tx)
     elif status == "approved":
         await transition(case, CaseStatus.APPROVED, actor=HALL_ACTOR, using_db=tx, reason=why)
     elif status == "rejected":
         await transition(case, CaseStatus.REJECTED, actor=HALL_ACTOR, using_db=tx, reason=reason or "主大厅不予办理")
     elif status == "certificate_issued":
-        await cases_service._issue_certificate(case, actor=HALL_ACTOR, keyring=_keyring(), using_db=tx,
+        await cases_service.issue_certificate(case, actor=HALL_ACTOR, keyring=_keyring(), using_db=tx,
                                                valid_until=None)
     elif status == "delivered":
         await transition(case, CaseStatus.DELIVERED, actor=HALL_ACTOR, using_db=tx, reason=reason or "主大厅已送达")

@@ -150,7 +150,8 @@ async function loadMaterials(c) {
 function noticeBox(n) {
   return h("div", { class: "notice", dataset: { round: n.round } },
     h("p", {}, `第${n.round}次告知（${fmtTime(n.created_at)}）` + (n.answered_at ? "，已补正" : "，待补正")),
-    h("ul", {}, n.items.map((i) => h("li", {}, `${i.name}：${i.reason}`))));
+    h("ul", {}, n.items.map((i) => h("li", {}, `${i.name}：${i.reason}`))),
+    n.note ? h("p", { class: "notice-note" }, `补充说明：${n.note}`) : null);
 }
 
 // ---- actions --------------------------------------------------------------------------------
@@ -180,8 +181,8 @@ async function openAction(action) {
           h("span"),
           h("input", { type: "text", id: `notice-reason-${m.code}`, maxlength: 90,
                        "aria-label": `${m.name}需补正的原因`, placeholder: "原因，如“复印件不清晰”" })))),
-      field("notice-note", "补充说明（随每项告知一并送达申请人）",
-            h("textarea", { id: "notice-note", maxlength: 100 })));
+      field("notice-note", "补充说明（随告知一并送达申请人）",
+            h("textarea", { id: "notice-note", maxlength: 500 })));
   } else {
     parts.push(field("action-reason", action === "reject" ? "不予办理的理由（必填）" : "说明（选填）",
                      h("textarea", { id: "action-reason", maxlength: 500, required: action === "reject" })));
@@ -207,10 +208,9 @@ async function openAction(action) {
 }
 
 function noticeItems() {
-  const note = $("notice-note").value.trim();
   return [...document.querySelectorAll('input[name="notice-code"]:checked')].map((box) => {
     const own = $(`notice-reason-${box.value}`).value.trim();
-    return { code: box.value, reason: [own, note].filter(Boolean).join("；") || "需补正" };
+    return { code: box.value, reason: own || "需补正" };
   });
 }
 
@@ -218,6 +218,7 @@ async function submitAction(action, c) {
   const body = { action };
   if (action === "request_correction") {
     body.items = noticeItems();
+    body.reason = $("notice-note").value.trim();
     if (!body.items.length) {
       say("请勾选需要补正的材料", { error: true });
       return;
