@@ -13,3 +13,9 @@ bp = Blueprint("kiosk_pages")
 @bp.get("/kiosk", ctx_public=True)
 async def kiosk_home(request: Request) -> HTTPResponse:
     return await page(request, "kiosk/index.html")
+
+
+@bp.get("/kiosk/enroll", ctx_public=True)
+async def kiosk_enroll(request: Request) -> HTTPResponse:
+    # The one-time code is in the link's fragment, read by the page's script: it never reaches this server's logs.
+    return await page(request, "kiosk/enroll.html")
