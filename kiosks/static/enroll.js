@@ -18,6 +18,11 @@ async function enroll() {
     fail("登记链接不完整：链接中缺少登记码。");
     return;
   }
+  if (!window.isSecureContext || !crypto.subtle) {
+    // WebCrypto, which keeps the device key unreadable, exists only on HTTPS (or this machine itself).
+    fail("请通过 HTTPS 地址打开登记链接（PUBLIC_BASE_URL 应为 https://…）。");
+    return;
+  }
   let answer;
   try {
     answer = await api("/api/v1/kiosk/enroll", { method: "POST", body: { code } });

@@ -434,8 +434,9 @@ async function start() {
 }
 
 async function boot() {
-  device = await loadDevice();
+  device = window.isSecureContext && crypto.subtle ? await loadDevice() : null;
   if (!device) {
+    if (!window.isSecureContext) $("unenrolled-reason").textContent = "自助终端页面须通过 HTTPS 地址打开。";
     go("unenrolled");
     return;
   }
