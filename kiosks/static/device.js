@@ -5,8 +5,9 @@
 // Requests are signed exactly like kiosks/signing.py: HMAC-SHA256 over
 //   METHOD \n path?query \n timestamp \n nonce \n sha256(body) hex
 
-const commonUrl = document.querySelector('script[src*="/static/web/common.js"]').src;
-const common = await import(commonUrl);
+// The page's import map turns this plain path into the page's own content-versioned URL: one module instance.
+import * as common from "/static/web/common.js";
+
 const { api, ApiError } = common;
 export { common, ApiError };
 
