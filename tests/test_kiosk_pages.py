@@ -237,7 +237,7 @@ async def test_case_progress_is_masked_and_a_fee_is_paid_by_qr(live: Live, brows
     case_no = await awaiting_case(live, world, me)
     mine = await live.client.get(f"/api/v1/mp/cases/{case_no}", headers=me.headers)
     progress_url = mine.json()["progress_url"]
-    page, _ = await enrolled_page(browser, live, "HX")
+    page, _ = await enrolled_page(browser, live, "HX", fake_clock=True)
 
     await page.click("[data-go=progress]")
     await page.get_by_role("heading", name="办件进度查询").wait_for()
@@ -266,8 +266,16 @@ async def test_case_progress_is_masked_and_a_fee_is_paid_by_qr(live: Live, brows
 
     order = await PaymentOrder.get(case_no=case_no)
     assert (order.scene, order.channel) == ("kiosk_qr", "wechat")
+    # Paying on a phone takes a while: the QR outlives the kiosk's 60 s idle reset (3 minutes).
+    await page.clock.fast_forward("01:30")
+    assert await page.locator("img.kiosk-qr").is_visible()
     await platforms.wechatpay.pay(order.out_trade_no)  # the citizen pays on their phone
-    await page.locator("#pay-done").wait_for(timeout=15000)
+    for _ in range(20):  # the page polls every 2 s of its (fake) time
+        if await page.locator("#pay-done").is_visible():
+            break
+        await page.clock.run_for(2000)
+        await page.wait_for_timeout(100)
+    await page.locator("#pay-done").wait_for(timeout=5000)
     assert "缴费成功" in await page.inner_text("#pay-done") and "12.50 元" in await page.inner_text("#pay-done")
     assert (await PaymentOrder.get(id=order.id)).state == "paid"
     await screenshot(page, "kiosk-paid")

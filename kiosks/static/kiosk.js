@@ -9,6 +9,8 @@ const { api, h, show, say, sayError, fmtTime } = common;
 
 const VERSION = "kiosk-web/1.0.0";
 const IDLE_MS = 60 * 1000;
+// While a payment QR is on the screen the citizen is busy with their phone, not the kiosk: wait longer.
+const PAYING_IDLE_MS = 3 * 60 * 1000;
 const HEARTBEAT_MS = 60 * 1000;
 const POLL_MS = 2000;
 const TOKEN = /^[A-Za-z0-9_-]{20,200}$/;
@@ -73,7 +75,7 @@ function armIdle() {
   idleTimer = setTimeout(() => {
     resetSession();
     if (OPERATIONAL.includes(current)) go("home");
-  }, IDLE_MS);
+  }, pollTimer ? PAYING_IDLE_MS : IDLE_MS);
 }
 
 for (const type of ["pointerdown", "keydown", "input", "touchstart", "wheel"]) {
@@ -329,6 +331,7 @@ function watch(orderId, still) {
     pollTimer = setTimeout(tick, POLL_MS);
   };
   pollTimer = setTimeout(tick, POLL_MS);
+  armIdle();
 }
 
 function showPaid(order) {
