@@ -7,7 +7,8 @@ import * as ratings from "./ratings.js";
 const { h, show, say, sayError, fmtTime } = session.common;
 const $ = (id) => document.getElementById(id);
 
-const views = { login: $("login-view"), counter: $("counter-view"), desk: $("desk-view") };
+const views = { login: $("login-view"), password: $("password-view"), counter: $("counter-view"),
+                desk: $("desk-view") };
 const scanInput = $("scan-input");
 
 function showView(name) {
@@ -35,14 +36,68 @@ $("login-form").addEventListener("submit", async (event) => {
     return;
   }
   try {
-    await session.login(username, password);
+    const s = await session.login(username, password);
     $("login-password").value = "";
-    await chooseCounter();
+    if (s.mustChangePassword) askForNewPassword();
+    else await chooseCounter();
   } catch (err) {
     // The server's own words: wrong password, or locked after too many wrong ones.
     error.textContent = err.message || "登录失败，请稍后再试";
     $("login-password").value = "";
     $("login-password").focus();
+  }
+});
+
+// ---- the one-time password: replaced before anything else ------------------------------------
+
+const passwordFields = ["old-password", "new-password", "repeat-password"];
+
+function askForNewPassword() {
+  for (const id of passwordFields) $(id).value = "";
+  $("password-error").textContent = "";
+  showView("password");
+  $("old-password").focus();
+}
+
+session.onPasswordRequired(askForNewPassword);
+
+$("password-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const [oldPassword, newPassword, repeated] = passwordFields.map((id) => $(id).value);
+  const error = $("password-error");
+  error.textContent = "";
+  if (!oldPassword || !newPassword || !repeated) {
+    error.textContent = "请填写原密码、新密码，并再次输入新密码";
+    $(passwordFields.find((id) => !$(id).value)).focus();
+    return;
+  }
+  if (newPassword !== repeated) {
+    error.textContent = "两次输入的新密码不一致";
+    $("repeat-password").value = "";
+    $("repeat-password").focus();
+    return;
+  }
+  const button = $("password-form").querySelector("button[type=submit]");
+  button.disabled = true;
+  try {
+    const s = await session.changePassword(oldPassword, newPassword);
+    for (const id of passwordFields) $(id).value = "";
+    say("密码已修改");
+    if (s.counter) await enterDesk(s.counter);
+    else await chooseCounter();
+  } catch (err) {
+    if (err.code === "auth.relogin_failed") {
+      // Changed, but the new login did not go through: the login form says so.
+      $("login-error").textContent = err.message;
+      return;
+    }
+    // The server's own words: wrong current password, too weak, same as before, contains the username.
+    error.textContent = err.message || "修改失败，请稍后再试";
+    const wrongOld = err.code === "auth.bad_credentials";
+    for (const id of wrongOld ? ["old-password"] : ["new-password", "repeat-password"]) $(id).value = "";
+    $(wrongOld ? "old-password" : "new-password").focus();
+  } finally {
+    button.disabled = false;
   }
 });
 
@@ -59,6 +114,8 @@ session.onLogout(() => {
   show($("counter-list"));
   scanInput.value = "";
   $("login-error").textContent = "";
+  for (const id of passwordFields) $(id).value = "";
+  $("password-error").textContent = "";
   showView("login");
   $("login-username").focus();
 });
@@ -276,7 +333,8 @@ $("missed").addEventListener("click", () => queueAction("missed", (a) => {
 // ---- start ----------------------------------------------------------------------------------
 
 const saved = session.current();
-if (saved && saved.counter) enterDesk(saved.counter);
+if (saved && saved.mustChangePassword) askForNewPassword();
+else if (saved && saved.counter) enterDesk(saved.counter);
 else if (saved) chooseCounter();
 else {
   showView("login");

@@ -4,8 +4,9 @@ import { api, ApiError, h, show, say, sayError } from "/static/web/common.js";
 
 const KEY = "palmhall.dashboard";
 const $ = (id) => document.getElementById(id);
-const views = ["login-view", "denied", "board-view"];
+const views = ["login-view", "password-view", "denied", "board-view"];
 let halls = [];
+let username = "";  // kept for the login again after a password change, which ends the old token
 
 function only(id) {
   for (const v of views) $(v).hidden = v !== id;
@@ -25,8 +26,14 @@ function auth() {
   return { Authorization: "Bearer " + token() };
 }
 
+function keep(answer) {
+  sessionStorage.setItem(KEY, JSON.stringify({ token: answer.access_token,
+                                               expiresAt: Date.now() + answer.expires_in * 1000 }));
+}
+
 function signOut(message) {
   sessionStorage.removeItem(KEY);
+  clearPasswordForm();
   $("who").textContent = "";
   $("hall-name").textContent = "";
   only("login-view");
@@ -117,6 +124,7 @@ async function load(period = {}) {
     render(d);
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) return signOut("登录已失效，请重新登录");
+    if (err instanceof ApiError && err.code === "staff.password_change_required") return askForNewPassword();
     if (err instanceof ApiError && err.status === 403) return deny(err.message);
     if (err instanceof ApiError && err.status === 422) {
       const fields = (err.details && err.details.fields) || [];
@@ -131,6 +139,8 @@ async function load(period = {}) {
 
 async function start(me) {
   $("who").textContent = me.display_name || me.username || "";
+  username = me.username || username;
+  if (me.must_change_password) return askForNewPassword();
   const adminOf = (me.grants || []).filter((g) => (g.roles || []).includes("hall_admin")).map((g) => g.hall_id);
   if (!adminOf.length) return deny("只有本大厅的管理员可以查看运行看板");
   try {
@@ -155,12 +165,69 @@ $("login-form").addEventListener("submit", async (event) => {
   $("login-error").textContent = "";
   try {
     const answer = await api("/api/v1/staff/auth/login", { method: "POST", body: { username, password } });
-    sessionStorage.setItem(KEY, JSON.stringify({ token: answer.access_token,
-                                                 expiresAt: Date.now() + answer.expires_in * 1000 }));
+    keep(answer);
     $("password").value = "";
     await start(answer.staff);
   } catch (err) {
     $("login-error").textContent = err instanceof ApiError ? err.message : "登录失败，请稍后再试";
+  }
+});
+
+// ---- the one-time password: replaced before the dashboard opens ---------------------------------
+
+const passwordFields = ["old-password", "new-password", "repeat-password"];
+
+function clearPasswordForm() {
+  for (const id of passwordFields) $(id).value = "";
+  $("password-error").textContent = "";
+}
+
+function askForNewPassword() {
+  clearPasswordForm();
+  only("password-view");
+  $("old-password").focus();
+}
+
+$("password-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const [oldPassword, newPassword, repeated] = passwordFields.map((id) => $(id).value);
+  const error = $("password-error");
+  error.textContent = "";
+  if (!oldPassword || !newPassword || !repeated) {
+    error.textContent = "请填写原密码、新密码，并再次输入新密码";
+    $(passwordFields.find((id) => !$(id).value)).focus();
+    return;
+  }
+  if (newPassword !== repeated) {
+    error.textContent = "两次输入的新密码不一致";
+    $("repeat-password").value = "";
+    $("repeat-password").focus();
+    return;
+  }
+  try {
+    await api("/api/v1/staff/auth/password", { method: "POST", headers: auth(),
+                                                body: { old_password: oldPassword, new_password: newPassword } });
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401 && err.code !== "auth.bad_credentials") {
+      return signOut("登录已失效，请重新登录");
+    }
+    // The server's own words: wrong current password, too weak, same as before, contains the username.
+    error.textContent = err instanceof ApiError ? err.message : "修改失败，请稍后再试";
+    const wrongOld = err instanceof ApiError && err.code === "auth.bad_credentials";
+    for (const id of wrongOld ? ["old-password"] : ["new-password", "repeat-password"]) $(id).value = "";
+    $(wrongOld ? "old-password" : "new-password").focus();
+    return;
+  }
+  // The change ends every token of the account: log in again with the new password.
+  clearPasswordForm();
+  try {
+    const answer = await api("/api/v1/staff/auth/login", { method: "POST",
+                                                          body: { username, password: newPassword } });
+    keep(answer);
+    say("密码已修改");
+    await start(answer.staff);
+  } catch (err) {
+    signOut("密码已修改，请用新密码重新登录");
   }
 });
 

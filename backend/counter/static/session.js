@@ -8,6 +8,7 @@ export { common };
 const KEY = "palmhall.counter";
 let state = load();
 const listeners = [];
+const passwordListeners = [];
 
 function load() {
   try {
@@ -27,12 +28,16 @@ export function current() { return state; }
 
 export function onLogout(fn) { listeners.push(fn); }
 
+// Called when the server says this account must first replace its one-time password.
+export function onPasswordRequired(fn) { passwordListeners.push(fn); }
+
 export async function login(username, password) {
   const answer = await api("/api/v1/staff/auth/login", { method: "POST", body: { username, password } });
   state = {
     token: answer.access_token,
     expiresAt: Date.now() + answer.expires_in * 1000,
-    staff: { id: answer.staff.id, name: answer.staff.display_name, grants: answer.staff.grants },
+    staff: { id: answer.staff.id, username: answer.staff.username, name: answer.staff.display_name,
+             grants: answer.staff.grants },
     mustChangePassword: answer.must_change_password,
     counter: null,
   };
@@ -65,9 +70,30 @@ export async function staffApi(path, options = {}) {
       ...options, headers: { ...(options.headers || {}), Authorization: "Bearer " + state.token },
     });
   } catch (err) {
-    if (err instanceof ApiError && err.status === 401) logout();
+    // A wrong current password (when changing it) is the clerk's typo, not the end of the session.
+    if (err instanceof ApiError && err.status === 401 && err.code !== "auth.bad_credentials") logout();
+    if (err instanceof ApiError && err.code === "staff.password_change_required" && state) {
+      state.mustChangePassword = true;
+      save();
+      for (const fn of passwordListeners) fn();
+    }
     throw err;
   }
+}
+
+// Replace the one-time (or any) password. The server ends every token of the account when it changes,
+// so the session logs in again with the new password and keeps the counter already chosen, if any.
+export async function changePassword(oldPassword, newPassword) {
+  await staffApi("/auth/password", { method: "POST", body: { old_password: oldPassword, new_password: newPassword } });
+  const { staff: { username }, counter } = state;
+  try {
+    await login(username, newPassword);
+  } catch (err) {
+    logout();
+    throw new ApiError(err.status || 0, "auth.relogin_failed", "密码已修改，请用新密码重新登录");
+  }
+  if (counter) setCounter(counter);
+  return state;
 }
 
 // A file behind the token (a material), as a blob: URL the caller must revoke.
