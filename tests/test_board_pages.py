@@ -12,9 +12,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from backend.booking import queue
 from backend.catalog.models import Counter, Hall, ServiceItem
-from backend.identity import service as identity
 from backend.identity.models import StaffRole
 from tests.browser_support import DESK_VIEWPORT, assert_accessible, new_page, screenshot
+from tests.cases_support import settled_staff
 from tests.conftest import Live
 
 SPEECH_STUB = """
@@ -60,8 +60,7 @@ async def board(live: Live) -> Board:
         await item.halls.add(hall)
     three = await Counter.create(hall=hall, number=3, name="综合受理3号窗口", groups=["A", "B"])
     five = await Counter.create(hall=hall, number=5, name="社保5号窗口", groups=["B"])
-    _, password = await identity.create_staff(username="board.clerk", display_name="窗口", hall_code="HX-09",
-                                              role=StaffRole.CLERK)
+    password = await settled_staff(live.client, "board.clerk", "HX-09", StaffRole.CLERK, display_name="窗口")
     r = await live.client.post("/api/v1/staff/auth/login", json={"username": "board.clerk", "password": password})
     return Board(live=live, hall_id=hall.id, counters={3: three.id, 5: five.id},
                  clerk={"Authorization": f"Bearer {r.json()['access_token']}"})

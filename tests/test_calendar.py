@@ -25,9 +25,9 @@ from backend.catalog import service as catalog
 from backend.catalog.calendar import OfficialCalendar, WorkingDays
 from backend.catalog.models import CalendarDay, CalendarYear, Hall, HallClosure, OpeningHours
 from backend.errors import DomainError
-from backend.identity import service as identity
 from backend.identity.models import StaffRole
 from backend.jobs.models import OutboxEvent
+from tests.cases_support import settled_staff
 from tests.conftest import ON_POSTGRES, REDIS_URL, ROOT, _truncate_all, start_app, stop_app
 
 EXAMPLE_2027 = ROOT / "data" / "calendar" / "2027.example.json"
@@ -381,8 +381,7 @@ async def staff_api(settings: Any, frozen_clock) -> AsyncIterator[httpx.AsyncCli
 
 
 async def _token(client: httpx.AsyncClient, username: str, hall_code: str, role: StaffRole) -> dict[str, str]:
-    _, password = await identity.create_staff(username=username, display_name=username, hall_code=hall_code,
-                                              role=role)
+    password = await settled_staff(client, username, hall_code, role)
     r = await client.post("/api/v1/staff/auth/login", json={"username": username, "password": password})
     assert r.status_code == 200, r.text
     return {"Authorization": f"Bearer {r.json()['access_token']}"}

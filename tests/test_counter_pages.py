@@ -25,6 +25,7 @@ from tests.cases_support import (
     pdf_bytes,
     png_bytes,
     resident,
+    settled_staff,
     upload_id,
 )
 from tests.conftest import Live, Platforms
@@ -36,10 +37,9 @@ def settings_overrides(tmp_path: Path) -> dict[str, Any]:
     return {"files_dir": str(tmp_path / "files")}
 
 
-async def make_clerk(username: str, hall_code: str, role: StaffRole = StaffRole.CLERK) -> str:
-    _, password = await identity.create_staff(username=username, display_name=f"{username}同志", hall_code=hall_code,
-                                              role=role)
-    return password
+async def make_clerk(live: Live, username: str, hall_code: str, role: StaffRole = StaffRole.CLERK) -> str:
+    """A clerk who has already replaced the one-time password; returns the password in force."""
+    return await settled_staff(live.client, username, hall_code, role, display_name=f"{username}同志")
 
 
 async def console(browser: Any, live: Live) -> Any:
@@ -66,7 +66,7 @@ async def log_in_at_counter(page: Any, username: str, password: str, counter_num
 
 async def test_login_shows_the_servers_message_and_the_lockout_then_logs_in_and_out(
         live: Live, browser: Any, hall: dict) -> None:  # noqa: F811
-    password = await make_clerk("li.clerk", "HX-01")
+    password = await make_clerk(live, "li.clerk", "HX-01")
     page = await console(browser, live)
     await assert_accessible(page, "counter login")
     await screenshot(page, "counter-login")
@@ -87,7 +87,7 @@ async def test_login_shows_the_servers_message_and_the_lockout_then_logs_in_and_
     assert "锁定" in (await error.text_content() or "")
     assert await page.locator("#counter-view").is_hidden()
 
-    other = await make_clerk("wang.clerk", "HX-01")
+    other = await make_clerk(live, "wang.clerk", "HX-01")
     await log_in(page, "wang.clerk", other)
     await page.locator("#counter-list button", has_text="3号窗口").wait_for()
     assert await page.locator("#login-view").is_hidden()
@@ -109,6 +109,71 @@ async def test_login_shows_the_servers_message_and_the_lockout_then_logs_in_and_
     assert page.errors == []
 
 
+async def test_a_new_clerk_must_replace_the_one_time_password_before_choosing_a_counter(
+        live: Live, browser: Any, hall: dict) -> None:  # noqa: F811
+    _, one_time = await identity.create_staff(username="xin.clerk", display_name="新来的同志", hall_code="HX-01",
+                                              role=StaffRole.CLERK)
+    page = await console(browser, live)
+    await log_in(page, "xin.clerk", one_time)
+    await page.locator("#password-view").wait_for(state="visible")
+    assert await page.locator("#password-title").text_content() == "首次登录请修改密码"
+    assert await page.locator("#counter-view").is_hidden() and await page.locator("#desk-view").is_hidden()
+    assert await page.locator("#counter-list button").count() == 0
+    await assert_accessible(page, "counter change password")
+    await screenshot(page, "counter-change-password")
+    # A reload keeps the clerk on the form: the session remembers the change is due.
+    await page.reload()
+    await page.locator("#password-view").wait_for(state="visible")
+
+    error = page.locator("#password-error")
+
+    async def change(old: str, new: str, repeat: str | None = None, *, wait: bool = True) -> str:
+        await page.fill("#old-password", old)
+        await page.fill("#new-password", new)
+        await page.fill("#repeat-password", new if repeat is None else repeat)
+        if wait:
+            async with page.expect_response("**/api/v1/staff/auth/password"):
+                await page.click("#password-form button[type=submit]")
+        else:
+            await page.click("#password-form button[type=submit]")
+        await page.wait_for_function("() => document.getElementById('password-error').textContent.length > 0")
+        return await error.text_content() or ""
+
+    assert await change(one_time, "窗口-xin-passw0rd", "窗口-xin-passw0rd-2", wait=False) == "两次输入的新密码不一致"
+    # The server's words, and the session survives a mistyped current password.
+    assert await change("not-the-one-time", "窗口-xin-passw0rd") == "用户名或密码错误"
+    assert await change(one_time, "short1") == "新密码至少12位，且须包含字母和数字"
+    assert await change(one_time, one_time) == "新密码不能与原密码相同"
+    assert await change(one_time, "XIN.CLERK-2026-a") == "新密码不能包含用户名"
+    assert await page.locator("#password-view").is_visible()
+
+    await page.fill("#old-password", one_time)
+    await page.fill("#new-password", "窗口-xin-passw0rd")
+    await page.fill("#repeat-password", "窗口-xin-passw0rd")
+    await page.click("#password-form button[type=submit]")
+    await page.locator("#counter-list button", has_text="3号窗口").wait_for()
+    assert await page.locator("#password-view").is_hidden()
+    assert "新来的同志" in (await page.locator("#who").text_content() or "")
+    stored = await page.evaluate("JSON.parse(sessionStorage.getItem('palmhall.counter'))")
+    assert stored["mustChangePassword"] is False
+    assert all(v not in str(stored) for v in (one_time, "窗口-xin-passw0rd"))  # no password is kept
+    await page.reload()
+    await page.locator("#counter-list button", has_text="3号窗口").wait_for()
+    await page.locator("#counter-list button", has_text="3号窗口").click()
+    await page.locator("#desk-view").wait_for(state="visible")
+    assert await AuditEntry.filter(action="staff.password_changed").count() == 1
+
+    # Next time: the new password goes straight to work, the one-time one is spent.
+    await page.click("#logout")
+    await page.locator("#login-view").wait_for(state="visible")
+    await log_in(page, "xin.clerk", one_time)
+    await page.wait_for_function("() => document.getElementById('login-error').textContent.length > 0")
+    await log_in(page, "xin.clerk", "窗口-xin-passw0rd")
+    await page.locator("#counter-list button", has_text="3号窗口").wait_for()
+    assert await page.locator("#password-view").is_hidden()
+    assert page.errors == []
+
+
 # ---- scan, check in, call -------------------------------------------------------------------
 
 
@@ -122,7 +187,7 @@ async def test_clerk_scans_an_appointment_token_checks_it_in_and_calls_it(
         live: Live, browser: Any, hall: dict, at_monday) -> None:  # noqa: F811
     appointment = await booked_appointment(live, hall)
     at_monday.set(shanghai(TUESDAY, 8, 45))
-    password = await make_clerk("li.clerk", "HX-01")
+    password = await make_clerk(live, "li.clerk", "HX-01")
     page = await console(browser, live)
     await log_in_at_counter(page, "li.clerk", password, 3)
 
@@ -165,7 +230,7 @@ async def test_the_board_shows_the_called_ticket_and_counter_within_two_seconds(
         live: Live, browser: Any, hall: dict, at_monday) -> None:  # noqa: F811
     appointment = await booked_appointment(live, hall)
     at_monday.set(shanghai(TUESDAY, 8, 45))
-    password = await make_clerk("li.clerk", "HX-01")
+    password = await make_clerk(live, "li.clerk", "HX-01")
     page = await console(browser, live)
     await log_in_at_counter(page, "li.clerk", password, 3)
     await page.keyboard.type(appointment["qr_url"])  # the whole QR URL, as most scanners send it
@@ -210,7 +275,7 @@ async def test_clerk_sees_materials_inline_and_sends_a_correction_notice_the_res
         live: Live, platforms: Platforms, browser: Any, world: World) -> None:
     case, me, _ = await submitted_case(live, platforms, world)
     case_no = case["case_no"]
-    password = await make_clerk("zhou.clerk", "HX")
+    password = await make_clerk(live, "zhou.clerk", "HX")
     page = await console(browser, live)
     await log_in_at_counter(page, "zhou.clerk", password, 2)
 
@@ -284,7 +349,7 @@ async def test_work_list_is_coloured_by_deadline_level_and_filtered(
         assert (await act(live, world.clerk, numbers[-1], "accept")).status_code == 200
     await Case.filter(case_no=numbers[1]).update(warning_level=WarningLevel.YELLOW)
     await Case.filter(case_no=numbers[2]).update(warning_level=WarningLevel.RED)
-    password = await make_clerk("zhou.clerk", "HX")
+    password = await make_clerk(live, "zhou.clerk", "HX")
     page = await console(browser, live)
     await log_in_at_counter(page, "zhou.clerk", password, 2)
     await page.click(".tab[data-tab=cases]")
@@ -319,7 +384,7 @@ async def test_hall_admin_sees_bad_ratings_and_closes_a_rectification(
     r = await live.client.post(f"/api/v1/mp/cases/{case_no}/evaluation", headers=me,
                                json={"level": "非常不满意", "comment": "窗口人员态度生硬"})
     assert r.status_code in (200, 201), r.text
-    password = await make_clerk("hx.boss", "HX", StaffRole.HALL_ADMIN)
+    password = await make_clerk(live, "hx.boss", "HX", StaffRole.HALL_ADMIN)
     page = await console(browser, live)
     await log_in_at_counter(page, "hx.boss", password, 2)
     await page.click(".tab[data-tab=ratings]")  # the last 30 days by default
@@ -341,7 +406,7 @@ async def test_hall_admin_sees_bad_ratings_and_closes_a_rectification(
 
 
 async def test_a_clerk_sees_no_ratings_tab(live: Live, browser: Any, world: World) -> None:
-    password = await make_clerk("zhou.clerk", "HX")
+    password = await make_clerk(live, "zhou.clerk", "HX")
     page = await console(browser, live)
     await log_in_at_counter(page, "zhou.clerk", password, 2)
     assert await page.locator("#tab-ratings").is_hidden()

@@ -14,7 +14,7 @@ from backend.cases.models import Case, CaseMaterial, Evaluation
 from backend.catalog.models import Hall, ServiceItem, ServiceItemVersion
 from backend.counter import charts
 from tests.browser_support import DESK_VIEWPORT, assert_accessible, new_page, screenshot
-from tests.cases_support import RESIDENCE, World, build_world
+from tests.cases_support import RESIDENCE, World, build_world, settled_staff
 from tests.conftest import Live
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -256,11 +256,9 @@ async def _login(page: Any, username: str, password: str) -> None:
 
 
 async def test_admin_logs_in_and_sees_the_figures_and_charts(live: Live, world: World, browser) -> None:
-    from backend.identity import service as identity
     from backend.identity.models import StaffRole
 
-    _, password = await identity.create_staff(username="page.admin", display_name="页面管理员", hall_code="HX",
-                                              role=StaffRole.HALL_ADMIN)
+    password = await settled_staff(live.client, "page.admin", "HX", StaffRole.HALL_ADMIN, display_name="页面管理员")
     page = await new_page(browser, viewport=DESK_VIEWPORT)
     await page.goto(live.url + "/dashboard")
     await _login(page, "page.admin", password)
@@ -304,11 +302,9 @@ async def test_admin_logs_in_and_sees_the_figures_and_charts(live: Live, world: 
 
 
 async def test_a_clerk_is_told_the_dashboard_is_for_hall_admins(live: Live, world: World, browser) -> None:
-    from backend.identity import service as identity
     from backend.identity.models import StaffRole
 
-    _, password = await identity.create_staff(username="page.clerk", display_name="页面窗口", hall_code="HX",
-                                              role=StaffRole.CLERK)
+    password = await settled_staff(live.client, "page.clerk", "HX", StaffRole.CLERK, display_name="页面窗口")
     page = await new_page(browser, viewport=DESK_VIEWPORT)
     await page.goto(live.url + "/dashboard")
     await _login(page, "page.clerk", password)
@@ -334,3 +330,41 @@ async def test_the_route_is_in_the_api_document(live: Live) -> None:
     spec = (await live.client.get("/docs/openapi.json")).json()
     route = spec["paths"]["/api/v1/staff/halls/{hall_id}/dashboard"]["get"]
     assert {p["name"] for p in route["parameters"]} >= {"from", "to"}
+
+
+async def test_a_new_admin_replaces_the_one_time_password_then_sees_the_dashboard(
+        live: Live, world: World, browser) -> None:
+    from backend.identity import service as identity
+    from backend.identity.models import StaffRole
+
+    _, one_time = await identity.create_staff(username="new.admin", display_name="新管理员", hall_code="HX",
+                                              role=StaffRole.HALL_ADMIN)
+    page = await new_page(browser, viewport=DESK_VIEWPORT)
+    await page.goto(live.url + "/dashboard")
+    await _login(page, "new.admin", one_time)
+    await page.locator("#password-view").wait_for(state="visible")
+    assert await page.locator("#password-title").inner_text() == "首次登录请修改密码"
+    assert await page.locator("#board-view").is_hidden() and await page.locator("#denied").is_hidden()
+    await assert_accessible(page, "/dashboard change password")
+    await screenshot(page, "dashboard-change-password")
+    # Reloaded with the token of this tab: /me says the change is still due.
+    await page.reload()
+    await page.locator("#password-view").wait_for(state="visible")
+
+    await page.fill("#old-password", one_time)
+    await page.fill("#new-password", "short1")
+    await page.fill("#repeat-password", "short1")
+    await page.click("#password-form button[type=submit]")
+    await page.wait_for_function("() => document.querySelector('#password-error').textContent.length > 0")
+    assert await page.locator("#password-error").inner_text() == "新密码至少12位，且须包含字母和数字"
+
+    await page.fill("#old-password", one_time)
+    await page.fill("#new-password", "看板-new-passw0rd")
+    await page.fill("#repeat-password", "看板-new-passw0rd")
+    await page.click("#password-form button[type=submit]")
+    await page.locator("#period-figures [data-figure=appointments]").wait_for()
+    assert await page.locator("#password-view").is_hidden()
+    assert await page.locator("#hall-name").inner_text() == HALL_NAME
+    r = await live.client.post("/api/v1/staff/auth/login", json={"username": "new.admin", "password": one_time})
+    assert r.status_code == 401
+    assert page.errors == []

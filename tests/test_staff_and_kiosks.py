@@ -16,10 +16,12 @@ from backend.catalog import service as catalog
 from backend.identity import service as identity
 from backend.identity.models import Kiosk, StaffRole
 from kiosks.signing import signed_headers
+from tests.cases_support import settled_staff
 from tests.conftest import ROOT, Live
 
 
 async def make_staff(username: str, hall: str, role: StaffRole) -> str:
+    """A new account; returns its one-time password."""
     _, password = await identity.create_staff(username=username, display_name=username, hall_code=hall, role=role)
     return password
 
@@ -36,12 +38,12 @@ async def halls(live: Live) -> dict[str, int]:
 
 
 async def test_staff_login_and_hall_scope(live: Live, halls: dict[str, int]) -> None:
-    admin_pw = await make_staff("wang.admin", "HX", StaffRole.HALL_ADMIN)
-    clerk_pw = await make_staff("li.clerk", "HX", StaffRole.CLERK)
+    admin_pw = await settled_staff(live.client, "wang.admin", "HX", StaffRole.HALL_ADMIN)
+    clerk_pw = await settled_staff(live.client, "li.clerk", "HX", StaffRole.CLERK)
     r = await login(live, "wang.admin", admin_pw)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["must_change_password"] is True
+    assert body["must_change_password"] is False
     assert body["staff"]["grants"] == [{"hall_id": halls["HX"], "roles": ["hall_admin"]}]
     admin = {"Authorization": f"Bearer {body['access_token']}"}
     assert (await live.client.get(f"/api/v1/staff/halls/{halls['HX']}/kiosks", headers=admin)).status_code == 200
@@ -61,7 +63,7 @@ async def test_staff_login_and_hall_scope(live: Live, halls: dict[str, int]) -> 
 
 
 async def test_role_change_takes_effect_at_once_and_is_audited(live: Live, halls: dict[str, int]) -> None:
-    pw = await make_staff("zhao", "HX", StaffRole.HALL_ADMIN)
+    pw = await settled_staff(live.client, "zhao", "HX", StaffRole.HALL_ADMIN)
     headers = {"Authorization": f"Bearer {(await login(live, 'zhao', pw)).json()['access_token']}"}
     await identity.change_grant(username="zhao", hall_code="HY", role=StaffRole.HALL_ADMIN, grant=True,
                                 actor_kind="operator", actor_id="test")
@@ -71,7 +73,8 @@ async def test_role_change_takes_effect_at_once_and_is_audited(live: Live, halls
     headers = {"Authorization": f"Bearer {(await login(live, 'zhao', pw)).json()['access_token']}"}
     assert (await live.client.get(f"/api/v1/staff/halls/{halls['HY']}/kiosks", headers=headers)).status_code == 200
     actions = [a.action for a in await AuditEntry.all().order_by("seq")]
-    assert actions.count("staff.role_granted") == 1 and actions.count("staff.login") == 2
+    # Two here, one more when the one-time password was replaced.
+    assert actions.count("staff.role_granted") == 1 and actions.count("staff.login") == 3
 
 
 async def test_five_wrong_passwords_lock_for_fifteen_minutes(live: Live, halls: dict[str, int], frozen_clock) -> None:
@@ -92,19 +95,52 @@ async def test_five_wrong_passwords_lock_for_fifteen_minutes(live: Live, halls: 
     assert (r.status_code, r.json()["error"]["code"]) == (401, "auth.bad_credentials")
 
 
-async def test_password_change_after_one_time_password(live: Live, halls: dict[str, int]) -> None:
-    pw = await make_staff("qian", "HX", StaffRole.CLERK)
-    token = (await login(live, "qian", pw)).json()["access_token"]
-    headers = {"Authorization": f"Bearer {token}"}
-    r = await live.client.post("/api/v1/staff/auth/password", headers=headers,
-                               json={"old_password": pw, "new_password": "short"})
-    assert (r.status_code, r.json()["error"]["code"]) == (422, "staff.password_weak")
-    r = await live.client.post("/api/v1/staff/auth/password", headers=headers,
-                               json={"old_password": pw, "new_password": "窗口-new-passw0rd"})
-    assert r.status_code == 204
+async def test_one_time_password_allows_only_me_and_the_change(live: Live, halls: dict[str, int]) -> None:
+    pw = await make_staff("qian", "HX", StaffRole.HALL_ADMIN)
+    r = await login(live, "qian", pw)
+    assert r.status_code == 200 and r.json()["must_change_password"] is True
+    headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    # Who am I: allowed, and says a change is due.
+    r = await live.client.get("/api/v1/staff/me", headers=headers)
+    assert r.status_code == 200 and r.json()["must_change_password"] is True and r.json()["username"] == "qian"
+    # Anything else: refused with its own code, even where the role would allow it.
+    for path in ("/api/v1/staff/cases", f"/api/v1/staff/halls/{halls['HX']}/kiosks",
+                 f"/api/v1/staff/halls/{halls['HX']}/dashboard"):
+        r = await live.client.get(path, headers=headers)
+        assert (r.status_code, r.json()["error"]["code"]) == (403, "staff.password_change_required"), path
+        assert r.json()["error"]["message"] == "首次登录请先修改密码，修改后才能使用其他功能"
+    r = await live.client.post("/api/v1/staff/scan", headers=headers, json={"code": "anything"})
+    assert (r.status_code, r.json()["error"]["code"]) == (403, "staff.password_change_required")
+
+    async def change(old: str, new: str):
+        return await live.client.post("/api/v1/staff/auth/password", headers=headers,
+                                      json={"old_password": old, "new_password": new})
+
+    refusals = [
+        (("not-the-old-one-1", "窗口-new-passw0rd"), 401, "auth.bad_credentials"),
+        ((pw, "short1"), 422, "staff.password_weak"),
+        ((pw, "onlylettersandmore"), 422, "staff.password_weak"),
+        ((pw, pw), 422, "staff.password_reused"),
+        ((pw, "QIAN-2026-window"), 422, "staff.password_has_username"),
+    ]
+    for (old, new), status, code in refusals:
+        r = await change(old, new)
+        assert (r.status_code, r.json()["error"]["code"]) == (status, code), (old, new)
+    assert (await live.client.get("/api/v1/staff/me", headers=headers)).status_code == 200  # still the same token
+    assert (await live.client.get("/api/v1/staff/cases", headers=headers)).status_code == 403
+
+    assert (await change(pw, "窗口-new-passw0rd")).status_code == 204
     assert (await live.client.get("/api/v1/staff/me", headers=headers)).status_code == 401  # old token ended
+    assert (await login(live, "qian", pw)).status_code == 401  # the one-time password is spent
     r = await login(live, "qian", "窗口-new-passw0rd")
     assert r.status_code == 200 and r.json()["must_change_password"] is False
+    headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    r = await live.client.get("/api/v1/staff/cases", headers=headers)
+    assert r.status_code == 200, r.text
+    assert (await live.client.get(f"/api/v1/staff/halls/{halls['HX']}/kiosks", headers=headers)).status_code == 200
+    assert (await live.client.get("/api/v1/staff/me", headers=headers)).json()["must_change_password"] is False
+    changed = await AuditEntry.filter(action="staff.password_changed").values_list("target_id", flat=True)
+    assert len(changed) == 1
 
 
 # ---- kiosks ---------------------------------------------------------------------------------

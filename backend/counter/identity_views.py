@@ -49,7 +49,11 @@ async def login(request: Request, payload: Login) -> HTTPResponse:
 @openapi.secured("staff")
 @body(PasswordChange)
 async def change_password(request: Request, payload: PasswordChange) -> HTTPResponse:
-    await identity.change_password(staff_id=staff(request).id, old=payload.old_password, new=payload.new_password)
+    """204, and every token of the account ends (this one too): log in again with the new password."""
+    me = staff(request)
+    # Limited like logins: a token alone must not allow unlimited guesses at the current password.
+    await limit(request, f"password:staff:{me.id}", request.app.ctx.settings.rate_login_account)
+    await identity.change_password(staff_id=me.id, old=payload.old_password, new=payload.new_password)
     return empty()
 
 

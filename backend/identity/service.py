@@ -46,6 +46,9 @@ register_codes({
     "staff.exists": (409, "该用户名已存在"),
     "staff.not_found": (404, "未找到该工作人员"),
     "staff.password_weak": (422, "新密码至少12位，且须包含字母和数字"),
+    "staff.password_reused": (422, "新密码不能与原密码相同"),
+    "staff.password_has_username": (422, "新密码不能包含用户名"),
+    "staff.password_change_required": (403, "首次登录请先修改密码，修改后才能使用其他功能"),
     "kiosk.not_found": (404, "未找到该自助终端"),
     "kiosk.enroll_invalid": (404, "登记链接无效，请核对链接或联系管理员重新生成"),
     "kiosk.enroll_used": (409, "该登记链接已使用过，请联系管理员重新生成登记链接"),
@@ -328,6 +331,8 @@ class StaffPrincipal:
     username: str
     display_name: str
     grants: dict[int, frozenset[str]] = field(default_factory=dict)  # hall id -> roles
+    # Still on the one-time password: the counter surface lets such a token change it and nothing else.
+    must_change_password: bool = False
 
     def halls_with(self, *roles: StaffRole) -> set[int]:
         wanted = {r.value for r in roles}
@@ -454,20 +459,37 @@ async def staff_principal(*, staff_id: int, version: int) -> StaffPrincipal:
     for g in await StaffGrant.filter(staff_id=staff.id):
         grants.setdefault(g.hall_id, set()).add(g.role.value)  # type: ignore[attr-defined]
     return StaffPrincipal(id=staff.id, username=staff.username, display_name=staff.display_name,
-                          grants={h: frozenset(r) for h, r in grants.items()})
+                          grants={h: frozenset(r) for h, r in grants.items()},
+                          must_change_password=staff.must_change_password)
 
 
 def describe_staff(p: StaffPrincipal) -> dict[str, Any]:
     return {"id": p.id, "username": p.username, "display_name": p.display_name,
-            "grants": [{"hall_id": h, "roles": sorted(r)} for h, r in sorted(p.grants.items())]}
+            "grants": [{"hall_id": h, "roles": sorted(r)} for h, r in sorted(p.grants.items())],
+            "must_change_password": p.must_change_password}
+
+
+PASSWORD_MIN_LENGTH = 12
+
+
+def check_new_password(*, username: str, old: str, new: str) -> None:
+    """The policy for a password a person chose: long enough, letters and digits, not the old one,
+    and not built on the username (the first thing anyone would try)."""
+    if len(new) < PASSWORD_MIN_LENGTH or not any(c.isdigit() for c in new) or not any(c.isalpha() for c in new):
+        raise DomainError("staff.password_weak")
+    if new == old:
+        raise DomainError("staff.password_reused")
+    name = username.strip().lower()
+    if len(name) >= 3 and name in new.lower():
+        raise DomainError("staff.password_has_username")
 
 
 async def change_password(*, staff_id: int, old: str, new: str) -> None:
+    """Replace the password (the one-time one included) and end every token issued before."""
     staff = await Staff.get(id=staff_id)
     if not _check_password(staff.password_hash, old):
         raise DomainError("auth.bad_credentials")
-    if len(new) < 12 or not any(c.isdigit() for c in new) or not any(c.isalpha() for c in new):
-        raise DomainError("staff.password_weak")
+    check_new_password(username=staff.username, old=old, new=new)
     async with db.transaction() as tx:
         staff.password_hash = _hasher.hash(new)
         staff.must_change_password = False
