@@ -3,6 +3,7 @@
 import * as session from "./session.js";
 import * as casework from "./casework.js";
 import * as ratings from "./ratings.js";
+import { bindPasswordForm, clearPasswordForm } from "./password_form.js";
 
 const { h, show, say, sayError, fmtTime } = session.common;
 const $ = (id) => document.getElementById(id);
@@ -50,55 +51,27 @@ $("login-form").addEventListener("submit", async (event) => {
 
 // ---- the one-time password: replaced before anything else ------------------------------------
 
-const passwordFields = ["old-password", "new-password", "repeat-password"];
-
 function askForNewPassword() {
-  for (const id of passwordFields) $(id).value = "";
-  $("password-error").textContent = "";
+  clearPasswordForm();
   showView("password");
   $("old-password").focus();
 }
 
 session.onPasswordRequired(askForNewPassword);
 
-$("password-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const [oldPassword, newPassword, repeated] = passwordFields.map((id) => $(id).value);
-  const error = $("password-error");
-  error.textContent = "";
-  if (!oldPassword || !newPassword || !repeated) {
-    error.textContent = "请填写原密码、新密码，并再次输入新密码";
-    $(passwordFields.find((id) => !$(id).value)).focus();
-    return;
-  }
-  if (newPassword !== repeated) {
-    error.textContent = "两次输入的新密码不一致";
-    $("repeat-password").value = "";
-    $("repeat-password").focus();
-    return;
-  }
-  const button = $("password-form").querySelector("button[type=submit]");
-  button.disabled = true;
-  try {
+bindPasswordForm({
+  change: async (oldPassword, newPassword) => {
     const s = await session.changePassword(oldPassword, newPassword);
-    for (const id of passwordFields) $(id).value = "";
     say("密码已修改");
     if (s.counter) await enterDesk(s.counter);
     else await chooseCounter();
-  } catch (err) {
-    if (err.code === "auth.relogin_failed") {
-      // Changed, but the new login did not go through: the login form says so.
-      $("login-error").textContent = err.message;
-      return;
-    }
-    // The server's own words: wrong current password, too weak, same as before, contains the username.
-    error.textContent = err.message || "修改失败，请稍后再试";
-    const wrongOld = err.code === "auth.bad_credentials";
-    for (const id of wrongOld ? ["old-password"] : ["new-password", "repeat-password"]) $(id).value = "";
-    $(wrongOld ? "old-password" : "new-password").focus();
-  } finally {
-    button.disabled = false;
-  }
+  },
+  onError: (err) => {
+    if (err.code !== "auth.relogin_failed") return false;
+    // Changed, but the new login did not go through: the login form says so.
+    $("login-error").textContent = err.message;
+    return true;
+  },
 });
 
 $("logout").addEventListener("click", () => session.logout());
@@ -114,8 +87,7 @@ session.onLogout(() => {
   show($("counter-list"));
   scanInput.value = "";
   $("login-error").textContent = "";
-  for (const id of passwordFields) $(id).value = "";
-  $("password-error").textContent = "";
+  clearPasswordForm();
   showView("login");
   $("login-username").focus();
 });

@@ -1,6 +1,7 @@
 // The hall dashboard: a hall admin logs in, picks a period, and sees the figures and the server's SVG charts.
 // The staff token stays in this tab's sessionStorage and goes in the Authorization header (no cookie).
 import { api, ApiError, h, show, say, sayError } from "/static/web/common.js";
+import { bindPasswordForm, clearPasswordForm } from "./password_form.js";
 
 const KEY = "palmhall.dashboard";
 const $ = (id) => document.getElementById(id);
@@ -175,60 +176,32 @@ $("login-form").addEventListener("submit", async (event) => {
 
 // ---- the one-time password: replaced before the dashboard opens ---------------------------------
 
-const passwordFields = ["old-password", "new-password", "repeat-password"];
-
-function clearPasswordForm() {
-  for (const id of passwordFields) $(id).value = "";
-  $("password-error").textContent = "";
-}
-
 function askForNewPassword() {
   clearPasswordForm();
   only("password-view");
   $("old-password").focus();
 }
 
-$("password-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const [oldPassword, newPassword, repeated] = passwordFields.map((id) => $(id).value);
-  const error = $("password-error");
-  error.textContent = "";
-  if (!oldPassword || !newPassword || !repeated) {
-    error.textContent = "请填写原密码、新密码，并再次输入新密码";
-    $(passwordFields.find((id) => !$(id).value)).focus();
-    return;
-  }
-  if (newPassword !== repeated) {
-    error.textContent = "两次输入的新密码不一致";
-    $("repeat-password").value = "";
-    $("repeat-password").focus();
-    return;
-  }
-  try {
+bindPasswordForm({
+  change: async (oldPassword, newPassword) => {
     await api("/api/v1/staff/auth/password", { method: "POST", headers: auth(),
                                                 body: { old_password: oldPassword, new_password: newPassword } });
-  } catch (err) {
-    if (err instanceof ApiError && err.status === 401 && err.code !== "auth.bad_credentials") {
-      return signOut("登录已失效，请重新登录");
+    // The change ends every token of the account: log in again with the new password.
+    try {
+      const answer = await api("/api/v1/staff/auth/login", { method: "POST",
+                                                            body: { username, password: newPassword } });
+      keep(answer);
+      say("密码已修改");
+      await start(answer.staff);
+    } catch (err) {
+      signOut("密码已修改，请用新密码重新登录");
     }
-    // The server's own words: wrong current password, too weak, same as before, contains the username.
-    error.textContent = err instanceof ApiError ? err.message : "修改失败，请稍后再试";
-    const wrongOld = err instanceof ApiError && err.code === "auth.bad_credentials";
-    for (const id of wrongOld ? ["old-password"] : ["new-password", "repeat-password"]) $(id).value = "";
-    $(wrongOld ? "old-password" : "new-password").focus();
-    return;
-  }
-  // The change ends every token of the account: log in again with the new password.
-  clearPasswordForm();
-  try {
-    const answer = await api("/api/v1/staff/auth/login", { method: "POST",
-                                                          body: { username, password: newPassword } });
-    keep(answer);
-    say("密码已修改");
-    await start(answer.staff);
-  } catch (err) {
-    signOut("密码已修改，请用新密码重新登录");
-  }
+  },
+  onError: (err) => {
+    if (!(err instanceof ApiError && err.status === 401 && err.code !== "auth.bad_credentials")) return false;
+    signOut("登录已失效，请重新登录");
+    return true;
+  },
 });
 
 $("period-form").addEventListener("submit", (event) => {
