@@ -183,13 +183,20 @@ async def booked_appointment(live: Live, hall: dict) -> dict:  # noqa: F811
     return appointment
 
 
-async def test_clerk_scans_an_appointment_token_checks_it_in_and_calls_it(
-        live: Live, browser: Any, hall: dict, at_monday) -> None:  # noqa: F811
+async def clerk_at_counter_3_with_a_booking(live: Live, browser: Any, hall: dict, at_monday: Any  # noqa: F811
+                                            ) -> tuple[dict, Any]:
+    """A booked appointment for Tuesday, the clock inside its check-in window, and a clerk at counter 3."""
     appointment = await booked_appointment(live, hall)
     at_monday.set(shanghai(TUESDAY, 8, 45))
     password = await make_clerk(live, "li.clerk", "HX-01")
     page = await console(browser, live)
     await log_in_at_counter(page, "li.clerk", password, 3)
+    return appointment, page
+
+
+async def test_clerk_scans_an_appointment_token_checks_it_in_and_calls_it(
+        live: Live, browser: Any, hall: dict, at_monday) -> None:  # noqa: F811
+    appointment, page = await clerk_at_counter_3_with_a_booking(live, browser, hall, at_monday)
 
     # Idle, the scan field has the focus: the scanner types the bare token and Enter.
     assert await page.evaluate("document.activeElement.id") == "scan-input"
@@ -228,11 +235,7 @@ async def test_clerk_scans_an_appointment_token_checks_it_in_and_calls_it(
 
 async def test_the_board_shows_the_called_ticket_and_counter_within_two_seconds(
         live: Live, browser: Any, hall: dict, at_monday) -> None:  # noqa: F811
-    appointment = await booked_appointment(live, hall)
-    at_monday.set(shanghai(TUESDAY, 8, 45))
-    password = await make_clerk(live, "li.clerk", "HX-01")
-    page = await console(browser, live)
-    await log_in_at_counter(page, "li.clerk", password, 3)
+    appointment, page = await clerk_at_counter_3_with_a_booking(live, browser, hall, at_monday)
     await page.keyboard.type(appointment["qr_url"])  # the whole QR URL, as most scanners send it
     await page.keyboard.press("Enter")
     await page.click("#check-in")

@@ -255,13 +255,19 @@ async def _login(page: Any, username: str, password: str) -> None:
     await page.click("#login-form button[type=submit]")
 
 
+async def dashboard_as(live: Live, browser: Any, username: str, role: Any, display_name: str) -> Any:
+    """A settled staff account of hall HX logged in on /dashboard."""
+    password = await settled_staff(live.client, username, "HX", role, display_name=display_name)
+    page = await new_page(browser, viewport=DESK_VIEWPORT)
+    await page.goto(live.url + "/dashboard")
+    await _login(page, username, password)
+    return page
+
+
 async def test_admin_logs_in_and_sees_the_figures_and_charts(live: Live, world: World, browser) -> None:
     from backend.identity.models import StaffRole
 
-    password = await settled_staff(live.client, "page.admin", "HX", StaffRole.HALL_ADMIN, display_name="页面管理员")
-    page = await new_page(browser, viewport=DESK_VIEWPORT)
-    await page.goto(live.url + "/dashboard")
-    await _login(page, "page.admin", password)
+    page = await dashboard_as(live, browser, "page.admin", StaffRole.HALL_ADMIN, "页面管理员")
     figures = page.locator("#period-figures")
     await figures.locator("[data-figure=appointments]").wait_for()
     await page.fill("#from", PERIOD["from"])
@@ -304,10 +310,7 @@ async def test_admin_logs_in_and_sees_the_figures_and_charts(live: Live, world: 
 async def test_a_clerk_is_told_the_dashboard_is_for_hall_admins(live: Live, world: World, browser) -> None:
     from backend.identity.models import StaffRole
 
-    password = await settled_staff(live.client, "page.clerk", "HX", StaffRole.CLERK, display_name="页面窗口")
-    page = await new_page(browser, viewport=DESK_VIEWPORT)
-    await page.goto(live.url + "/dashboard")
-    await _login(page, "page.clerk", password)
+    page = await dashboard_as(live, browser, "page.clerk", StaffRole.CLERK, "页面窗口")
     message = page.locator("#denied")
     await message.wait_for()
     assert "只有本大厅的管理员可以查看运行看板" in await message.inner_text()
