@@ -322,10 +322,9 @@ async def test_check_in_after_the_window_is_refused(live: Live, hall: dict, at_m
 
 
 async def _clerk(live: Live, hall_code: str, username: str = "clerk") -> dict[str, str]:
-    from tests.test_staff_and_kiosks import login, make_staff
+    from tests.cases_support import staff_headers
 
-    password = await make_staff(username, hall_code, StaffRole.CLERK)
-    return {"Authorization": f"Bearer {(await login(live, username, password)).json()['access_token']}"}
+    return await staff_headers(live, username, hall_code, StaffRole.CLERK)
 
 
 async def test_queue_calls_appointments_before_walk_ins_and_three_calls_make_missed(live: Live, hall: dict,
@@ -430,10 +429,9 @@ async def test_a_full_slot_is_answered_without_the_database(live: Live, hall: di
 
 
 async def test_hall_admin_sets_the_booking_rule_a_clerk_cannot(live: Live, hall: dict) -> None:
-    from tests.test_staff_and_kiosks import login, make_staff
+    from tests.cases_support import staff_headers
 
-    password = await make_staff("admin", "HX-01", StaffRole.HALL_ADMIN)
-    admin = {"Authorization": f"Bearer {(await login(live, 'admin', password)).json()['access_token']}"}
+    admin = await staff_headers(live, "admin", "HX-01", StaffRole.HALL_ADMIN)
     clerk = await _clerk(live, "HX-01")
     rule = {"item": "ITEM-PENSION", "slot_minutes": 60, "seats_per_slot": 2}
     r = await live.client.put(f"/api/v1/staff/halls/{hall['hall'].id}/booking-rule", json=rule, headers=clerk)
