@@ -119,6 +119,13 @@ async def run(args: argparse.Namespace) -> None:
         async with httpx.AsyncClient(base_url=url, timeout=60) as client:
             r = await client.post("/api/v1/staff/auth/login", json={"username": "bench.clerk", "password": password})
             r.raise_for_status()
+            # A one-time password opens only the password change: set the clerk's own first.
+            chosen = "bench-clerk-2026"
+            r = await client.post("/api/v1/staff/auth/password", json={"old_password": password, "new_password": chosen},
+                                  headers={"Authorization": f"Bearer {r.json()['access_token']}"})
+            r.raise_for_status()
+            r = await client.post("/api/v1/staff/auth/login", json={"username": "bench.clerk", "password": chosen})
+            r.raise_for_status()
             headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
             workers = [Worker(worker_config(settings), name=f"bench-{i}") for i in range(args.workers)]
             tasks = [asyncio.create_task(w.run()) for w in workers]
