@@ -48,6 +48,10 @@ def create_app(settings: Settings | None = None, *, name: str = APP_NAME) -> San
     app.config.OAS_UI_DEFAULT = "swagger"
     app.config.OAS_UI_REDOC = True
     app.config.CORS = False
+    # sanic-ext would add a HEAD and an OPTIONS route beside every route at start-up, re-finalizing the
+    # router once per route (seconds at this many routes). No client of ours sends them, and CORS is off.
+    app.config.HTTP_AUTO_HEAD = False
+    app.config.HTTP_AUTO_OPTIONS = False
     app.ctx.settings = settings
     app.ctx.keyring = KeyRing.parse(settings.data_keys)
     app.ctx.token_config = TokenConfig(

@@ -121,7 +121,8 @@ async def run(args: argparse.Namespace) -> None:
             r.raise_for_status()
             # A one-time password opens only the password change: set the clerk's own first.
             chosen = "bench-clerk-2026"
-            r = await client.post("/api/v1/staff/auth/password", json={"old_password": password, "new_password": chosen},
+            r = await client.post("/api/v1/staff/auth/password",
+                                  json={"old_password": password, "new_password": chosen},
                                   headers={"Authorization": f"Bearer {r.json()['access_token']}"})
             r.raise_for_status()
             r = await client.post("/api/v1/staff/auth/login", json={"username": "bench.clerk", "password": chosen})

@@ -49,6 +49,21 @@ postgres_only = pytest.mark.skipif(not ON_POSTGRES, reason="needs DATABASE_URL p
 real_redis_only = pytest.mark.skipif(not REDIS_URL, reason="needs REDIS_URL pointing at a Redis server")
 
 
+def _cheap_password_hashing() -> None:
+    """argon2id at production cost takes ~125 ms a hash here, and every staff account in a test is hashed and
+    checked five times (created, logged in, one-time password changed, logged in again). Tests keep argon2id
+    and its checks (wrong passwords, lockout, rehash) at the smallest cost; production keeps OWASP's."""
+    from argon2 import PasswordHasher
+
+    from backend.identity import service as identity_service
+
+    identity_service._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    identity_service._DUMMY_HASH = identity_service._hasher.hash("palmhall-dummy-password")
+
+
+_cheap_password_hashing()
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     return (f"palmhall stores: database={'postgres' if ON_POSTGRES else 'sqlite'}, "
             f"redis={'server' if REDIS_URL else 'in-process fake'}")
