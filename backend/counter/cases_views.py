@@ -117,13 +117,21 @@ class PeriodQuery(BaseModel):
         return self
 
 
+def hall_period_statistics(handler: Any) -> Any:
+    """A hall's figures for a period (`?hall_id&from&to`), as the OpenAPI document shows them."""
+    for decorate in reversed((
+        openapi.tag("counter"), openapi.secured("staff"),
+        openapi.parameter("hall_id", int, "query", required=True),
+        openapi.parameter("from", str, "query", required=True, description="YYYY-MM-DD"),
+        openapi.parameter("to", str, "query", required=True, description="YYYY-MM-DD"),
+    )):
+        handler = decorate(handler)
+    return handler
+
+
 @bp.get("/stats/materials")
 @openapi.summary("Per item and period: required materials met by reuse or an e-certificate versus handed in fresh")
-@openapi.tag("counter")
-@openapi.secured("staff")
-@openapi.parameter("hall_id", int, "query", required=True)
-@openapi.parameter("from", str, "query", required=True, description="YYYY-MM-DD")
-@openapi.parameter("to", str, "query", required=True, description="YYYY-MM-DD")
+@hall_period_statistics
 async def material_stats(request: Request) -> HTTPResponse:
     q = parse(PeriodQuery, _query(request))
     return json(await cases.material_stats(staff=staff(request), hall_id=q.hall_id, start=q.start, end=q.end),
@@ -132,11 +140,7 @@ async def material_stats(request: Request) -> HTTPResponse:
 
 @bp.get("/evaluations")
 @openapi.summary("Ratings of a period: counts per level and satisfaction rate per hall, item and counter")
-@openapi.tag("counter")
-@openapi.secured("staff")
-@openapi.parameter("hall_id", int, "query", required=True)
-@openapi.parameter("from", str, "query", required=True, description="YYYY-MM-DD")
-@openapi.parameter("to", str, "query", required=True, description="YYYY-MM-DD")
+@hall_period_statistics
 async def evaluations(request: Request) -> HTTPResponse:
     q = parse(PeriodQuery, _query(request))
     return json(await evaluation.stats(staff=staff(request), hall_id=q.hall_id, start=q.start, end=q.end),
