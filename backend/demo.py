@@ -131,3 +131,25 @@ async def _hours(settings: Settings) -> None:
         await BookingRule.create(hall=hall, item=None, slot_minutes=30, seats_per_slot=6, horizon_days=14,
                                  min_notice_minutes=60, cancel_cutoff_minutes=120, max_active_per_person=3,
                                  release_cooldown_minutes=30, walkin_daily_quota=200, using_db=tx)
+
+
+@step("queue", "today's queue in HX-01: six walk-in tickets (groups A, B, C), the first two called at "
+               "counters 1 and 3, so the board, the console and the dashboard have something to show")
+async def _queue(settings: Settings) -> None:
+    from backend.booking import queue
+    from backend.catalog.models import Counter, Hall
+    from backend.identity.models import Staff
+    from backend.stores import make_redis
+
+    hall = await Hall.get(code=DEMO_HALL)
+    clerk = await Staff.get(username="demo.clerk")
+    redis = make_redis(settings.redis_url)
+    try:
+        # Through the same functions a kiosk and a counter use, so every row, audit entry and event is real.
+        for group in ("A", "A", "B", "A", "C", "B"):
+            await queue.walk_in(hall_id=hall.id, group=group, actor="demo:demo", redis=redis)
+        for number in (1, 3):
+            counter = await Counter.get(hall_id=hall.id, number=number)
+            await queue.call_next(counter_id=counter.id, staff_id=clerk.id, redis=redis)
+    finally:
+        await redis.aclose()

@@ -52,6 +52,12 @@ async def test_demo_load_runs_once(orm: str, tmp_path: Path) -> None:
     first = cli("demo", "load", env=env)
     assert first.returncode == 0, first.stderr
     assert "demo data loaded" in first.stdout
+    # Today's demo queue went through the queue functions: six tickets, the first two called (counters 1 and 3).
+    from backend.booking.models import QueueTicket
+
+    tickets = await QueueTicket.all().order_by("id").values_list("code", "status")
+    assert tickets == [("A001", "called"), ("A002", "called"), ("B001", "waiting"), ("A003", "waiting"),
+                       ("C001", "waiting"), ("B002", "waiting")]
     counts = (await AuditEntry.all().count(), await Meta.all().count())
     second = cli("demo", "load", env=env)
     assert second.returncode == 0
