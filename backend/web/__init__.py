@@ -111,7 +111,9 @@ def import_map() -> str:
     return json.dumps({"imports": imports}, separators=(",", ":"), sort_keys=True)
 
 
+@lru_cache(maxsize=1)
 def csp() -> str:
+    """The pages' policy, with the import map's hash: both fixed for the process, so worked out once."""
     digest = base64.b64encode(hashlib.sha256(import_map().encode()).digest()).decode()
     return CSP.format(import_map_hash=f"sha256-{digest}")
 
