@@ -10,9 +10,11 @@ from redis.asyncio import Redis
 from sanic import Sanic
 
 from backend.identity.alipay import AlipayClient
+from backend.identity.linking import CodeSender
 from backend.identity.realname import HttpRealNameVerifier, RealNameVerifier
 from backend.identity.wechat import WeChatClient
 from backend.settings import Settings, SettingsError
+from notifications.sms import AliyunSms, SmsProvider
 
 FAKES_PREFIX = "/_fakes"
 
@@ -22,11 +24,15 @@ class Providers:
     wechat: WeChatClient
     alipay: AlipayClient
     realname: RealNameVerifier
+    # Texts sent while a person waits (one-time codes); notices go through the outbox instead.
+    sms: SmsProvider
+    link_codes: CodeSender
 
     async def aclose(self) -> None:
         await self.wechat.aclose()
         await self.alipay.aclose()
         await self.realname.aclose()
+        await self.sms.aclose()
 
 
 def fake_settings(settings: Settings) -> dict[str, Any]:
@@ -96,6 +102,8 @@ def build(settings: Settings, redis: Redis) -> Providers:
 
 
 def _build(settings: Settings, redis: Redis) -> Providers:
+    sms = AliyunSms(endpoint=settings.sms_endpoint, access_key_id=settings.sms_access_key_id,
+                    access_key_secret=settings.sms_access_key_secret, sign_name=settings.sms_sign_name)
     return Providers(
         wechat=WeChatClient(base_url=settings.wechat_api_base, app_id=settings.wechat_app_id,
                             app_secret=settings.wechat_app_secret, redis=redis),
@@ -104,4 +112,6 @@ def _build(settings: Settings, redis: Redis) -> Providers:
                             alipay_public_key=settings.alipay_public_key),
         realname=HttpRealNameVerifier(settings.realname_api_base, settings.realname_app_id,
                                       settings.realname_secret),
+        sms=sms,
+        link_codes=CodeSender(sms, settings.sms_template_link_code),
     )

@@ -84,7 +84,9 @@ VARS: tuple[Var, ...] = (
     Var("RATE_LOGIN_IP", "rate_login_ip", "30/60", "logins per client IP: COUNT/SECONDS"),
     Var("RATE_LOGIN_ACCOUNT", "rate_login_account", "10/60", "logins per resident identity or staff username"),
     Var("RATE_REALNAME_RESIDENT", "rate_realname_resident", "5/3600", "real-name binding attempts per resident"),
-    Var("RATE_BOOKING_RESIDENT", "rate_booking_resident", "20/60", "booking requests per resident"),
+    Var("RATE_LINK_ACCOUNT", "rate_link_account", "3/3600", "texted codes to join another resident's account, per requesting account"),
+    Var("RATE_LINK_ID_NUMBER", "rate_link_id_number", "5/86400", "texted codes to join the account holding one ID number (protects its phone from a flood of texts)"),
+    Var("RATE_BOOKING_RESIDENT", "rate_booking_resident", "20/60", "booking and cancelling requests per resident"),
     Var("RATE_UPLOAD_RESIDENT", "rate_upload_resident", "30/60", "uploads per resident"),
     Var("RATE_KIOSK", "rate_kiosk", "240/60", "requests per kiosk device"),
     Var("RATE_PROGRESS_IP", "rate_progress_ip", "60/60", "public progress and QR look-ups per client IP (forged tokens are counted too)"),
@@ -125,6 +127,7 @@ VARS: tuple[Var, ...] = (
     Var("SMS_ACCESS_KEY_ID", "sms_access_key_id", "fake-sms-key", "Aliyun SMS AccessKey id"),
     Var("SMS_ACCESS_KEY_SECRET", "sms_access_key_secret", "", "Aliyun SMS AccessKey secret", secret=True),
     Var("SMS_SIGN_NAME", "sms_sign_name", "掌上办", "the registered SMS signature shown as 【…】"),
+    Var("SMS_TEMPLATE_LINK_CODE", "sms_template_link_code", "SMS_ACCOUNT_LINK_CODE", "Aliyun SMS verification-code template (one variable, `${code}`) texted to the phone on record when another platform's login asks to join that account"),
     Var("SMS_REPORT_TOKEN", "sms_report_token", "", "secret in the SMS status-report URL set in the Aliyun console (`/api/v1/notifications/callbacks/sms?token=TOKEN`); Aliyun signs no report, so the URL is the secret", secret=True),
     Var("WECHAT_PUSH_TOKEN", "wechat_push_token", "", "Token of the mini program's message push (消息推送): signs its pushes, 3–32 letters and digits", secret=True),
     Var("WECHAT_PUSH_AES_KEY", "wechat_push_aes_key", "", "EncodingAESKey of the message push (43 characters, safe mode): decrypts delivery receipts", secret=True),
@@ -190,6 +193,8 @@ class Settings(BaseModel):
     rate_login_ip: str = "30/60"
     rate_login_account: str = "10/60"
     rate_realname_resident: str = "5/3600"
+    rate_link_account: str = "3/3600"
+    rate_link_id_number: str = "5/86400"
     rate_booking_resident: str = "20/60"
     rate_upload_resident: str = "30/60"
     rate_kiosk: str = "240/60"
@@ -232,6 +237,7 @@ class Settings(BaseModel):
     sms_access_key_id: str = "fake-sms-key"
     sms_access_key_secret: str = ""
     sms_sign_name: str = "掌上办"
+    sms_template_link_code: str = "SMS_ACCOUNT_LINK_CODE"
     sms_report_token: str = ""
     wechat_push_token: str = ""
     wechat_push_aes_key: str = ""

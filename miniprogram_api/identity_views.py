@@ -9,10 +9,11 @@ from sanic.response import HTTPResponse, empty, json
 from sanic_ext import openapi
 
 from backend.http import body, client_ip, limit
+from backend.identity import linking
 from backend.identity import service as identity
 from backend.identity.models import Channel
 from miniprogram_api.auth import resident_id
-from miniprogram_api.schemas import AlipayLogin, RealName, Refresh, WeChatLogin
+from miniprogram_api.schemas import AlipayLogin, LinkConfirm, RealName, Refresh, WeChatLogin
 
 bp = Blueprint("mp_identity")
 
@@ -74,28 +75,78 @@ async def me(request: Request) -> HTTPResponse:
 
 @bp.put("/me/real-name")
 @openapi.summary("Bind and verify name, ID number and mobile number")
-@openapi.description("Verified through the real-name service, stored encrypted. When this ID number is "
-                     "already bound to the same person's account on the other platform, this account "
-                     "joins it and the answer carries new tokens (`tokens`).")
+@openapi.description(
+    "Verified through the real-name service, stored encrypted; answers 200 with the profile. When another "
+    "account holds this ID number already (the same person on the other platform), nothing is merged: the "
+    "answer is 202 with `link` (a challenge id and the masked phone on record of that account), a six-digit "
+    "code is texted to that phone, and `POST /api/v1/mp/me/real-name/confirm` with the code joins this login "
+    "to that account. Its owner is told on their other channels.")
 @openapi.tag("mini program")
 @openapi.secured("resident")
 @body(RealName)
 async def bind_real_name(request: Request, payload: RealName) -> HTTPResponse:
     ctx = request.app.ctx
     rid = resident_id(request)
-    await limit(request, f"realname:{rid}", ctx.settings.rate_realname_resident)
     result = await identity.bind_real_name(
         resident_id=rid, name=payload.name, id_number=payload.id_number, phone=payload.phone,
-        verifier=ctx.providers.realname, keyring=ctx.keyring, hash_key=ctx.settings.hash_key,
-        config=ctx.token_config, redis=ctx.redis,
+        verifier=ctx.providers.realname, keyring=ctx.keyring, hash_key=ctx.settings.hash_key, redis=ctx.redis,
+        secret=ctx.settings.secret_key, sender=ctx.providers.link_codes,
+        link_rates=linking.LinkRates(per_account=ctx.settings.rate_link_account,
+                                     per_id_number=ctx.settings.rate_link_id_number),
     )
     answer: dict[str, Any] = {
-        "merged": result.merged,
+        "merged": False,
+        "profile": await identity.profile(resident_id=result.resident_id, keyring=ctx.keyring),
+    }
+    if result.link is not None:
+        answer["link"] = result.link.as_dict()
+        return json(answer, status=202, ensure_ascii=False)
+    return json(answer, ensure_ascii=False)
+
+
+@bp.post("/me/real-name/confirm")
+@openapi.summary("Join this login to the account holding the ID number, with the texted code")
+@openapi.description("At most 5 tries per code, 5 minutes; answers the joined account's profile and new "
+                     "tokens (`tokens`): the old tokens of this login stop working.")
+@openapi.tag("mini program")
+@openapi.secured("resident")
+@body(LinkConfirm)
+async def confirm_real_name(request: Request, payload: LinkConfirm) -> HTTPResponse:
+    ctx = request.app.ctx
+    rid = resident_id(request)
+    result = await identity.confirm_link(resident_id=rid, challenge_id=payload.challenge_id, code=payload.code,
+                                         secret=ctx.settings.secret_key, config=ctx.token_config, redis=ctx.redis)
+    answer: dict[str, Any] = {
+        "merged": True,
         "profile": await identity.profile(resident_id=result.resident_id, keyring=ctx.keyring),
     }
     if result.tokens is not None:
         answer["tokens"] = result.tokens.as_dict()
     return json(answer, ensure_ascii=False)
+
+
+@bp.get("/me/channels")
+@openapi.summary("The platforms (WeChat, Alipay) this account logs in with")
+@openapi.tag("mini program")
+@openapi.secured("resident")
+async def channels(request: Request) -> HTTPResponse:
+    rows = await linking.list_channels(resident_id=resident_id(request),
+                                       family=getattr(request.ctx, "session_family", None))
+    return json({"channels": rows}, ensure_ascii=False)
+
+
+@bp.delete("/me/channels/<identity_id:int>")
+@openapi.summary("Detach one platform's login from this account")
+@openapi.description("The detached login becomes an empty account of its own and its sessions end; the last "
+                     "login of an account cannot be detached (409 identity.last_channel).")
+@openapi.tag("mini program")
+@openapi.secured("resident")
+async def detach_channel(request: Request, identity_id: int) -> HTTPResponse:
+    ctx = request.app.ctx
+    rid = resident_id(request)
+    await identity.detach_channel(resident_id=rid, identity_id=identity_id, redis=ctx.redis,
+                                  config=ctx.token_config)
+    return empty()
 
 
 @bp.get("/me/sessions")

@@ -32,3 +32,9 @@ class RealName(BaseModel):
     _name = field_validator("name")(lambda v: validate_name(v))
     _id = field_validator("id_number")(lambda v: validate_id_number(v))
     _phone = field_validator("phone")(lambda v: validate_phone(v))
+
+
+class LinkConfirm(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    challenge_id: str = Field(pattern=r"^[0-9a-f]{32}$", description="`link.challenge_id` from the 202 answer")
+    code: str = Field(pattern=r"^[0-9]{6}$", description="the six-digit code texted to the phone on record")

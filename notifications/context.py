@@ -27,6 +27,12 @@ class Audience:
     residents: list[int] = field(default_factory=list)
     halls: list[int] = field(default_factory=list)
     values: dict[str, Any] = field(default_factory=dict)
+    # Channels the message must not go through: a notice of a login just attached goes to the owner's
+    # other channels, never (only) to the one whoever attached it is holding.
+    skip_channels: frozenset[str] = frozenset()
+
+
+CHANNEL_NAMES = {"wechat": "微信", "alipay": "支付宝"}
 
 
 async def event_time(event_id: Any) -> datetime:
@@ -78,6 +84,11 @@ async def audience(topic: str, payload: dict[str, Any], *, at: datetime, templat
             if appt:
                 values["item_name"] = await _item_name(item_id=appt["item_id"])
                 out.residents.append(appt["resident_id"])
+    elif topic.startswith("resident."):
+        values["channel_name"] = CHANNEL_NAMES.get(str(payload.get("channel")), str(payload.get("channel", "")))
+        out.residents.append(int(payload["resident_id"]))
+        if topic == "resident.channel_attached":
+            out.skip_channels = frozenset({str(payload.get("channel"))})
     elif topic.startswith("case."):
         row = await cases.case_parties(case_id=int(payload["case_id"]))
         if row:

@@ -12,6 +12,7 @@ TOPICS = (
     "case.correction_needed", "case.awaiting_payment", "case.approved", "case.rejected",
     "case.certificate_issued", "case.deadline_warning", "complaint.deadline_warning",
     "rectification.deadline_warning", "evaluation.received",
+    "resident.channel_attached", "resident.channel_detached",
 )
 
 _state: tuple[runtime.Runtime, service.Policy, channels.Senders] | None = None

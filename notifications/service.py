@@ -96,7 +96,8 @@ async def plan(event: Event, *, policy: Policy) -> list[int]:
     for hall_id in who.halls:
         made += await _plan_staff(event, template, hall_id, who.values, at)
     for resident_id in dict.fromkeys(who.residents):
-        made += await _plan_resident(event, template, resident_id, who.values, at, policy)
+        made += await _plan_resident(event, template, resident_id, who.values, at, policy,
+                                     skip=who.skip_channels)
     return made
 
 
@@ -115,13 +116,13 @@ async def _plan_staff(event: Event, template: render.Template, hall_id: int, val
 
 
 async def _plan_resident(event: Event, template: render.Template, resident_id: int, values: dict[str, Any],
-                         at: datetime, policy: Policy) -> list[int]:
+                         at: datetime, policy: Policy, *, skip: frozenset[str] = frozenset()) -> list[int]:
     required = policy.catalogue.required(template)
     rendered = render.render(template, values, secret=policy.secret_key, wechat_state=policy.wechat_state)
     chain: list[str] = []
     if required or await category_enabled(resident_id=resident_id, category=template.category or ""):
         have = await context.channels_of(resident_id)
-        chain = [c for c in ("wechat", "alipay") if c in have and c in rendered]
+        chain = [c for c in ("wechat", "alipay") if c in have and c in rendered and c not in skip]
         if required and "sms" in rendered:
             chain.append("sms")  # the law wants it to arrive: a text when no mini program may carry it
     common = {"event_id": event.id, "topic": event.topic, "recipient": f"resident:{resident_id}",

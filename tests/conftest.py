@@ -180,15 +180,19 @@ class Platforms:
     realname: Any
     wechatpay: Any = None  # payments.wechatpay_fake.FakeWeChatPay
     alipay_trades: Any = None  # payments.alipay_fake.AlipayTrades (trade methods on the fake Alipay gateway)
+    sms: Any = None  # notifications.sms_fake.FakeSms (texts: one-time codes; notices in test_notifications)
 
     def settings(self) -> dict[str, Any]:
-        payments: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
         if self.wechatpay is not None:
-            payments.update(self.wechatpay.client_settings(f"{self.url}/wechatpay"))
+            extra.update(self.wechatpay.client_settings(f"{self.url}/wechatpay"))
         if self.alipay_trades is not None:
-            payments["alipay_seller_id"] = self.alipay_trades.seller_id
+            extra["alipay_seller_id"] = self.alipay_trades.seller_id
+        if self.sms is not None:
+            extra.update(sms_endpoint=f"{self.url}/sms/", sms_access_key_id=self.sms.access_key_id,
+                            sms_access_key_secret=self.sms.access_key_secret)
         return {
-            **payments,
+            **extra,
             "wechat_api_base": f"{self.url}/wechat", "wechat_app_id": self.wechat.app_id,
             "wechat_app_secret": self.wechat.app_secret,
             "alipay_gateway": f"{self.url}/alipay/gateway.do", "alipay_app_id": self.alipay.app_id,
@@ -218,6 +222,7 @@ def wechatpay_keys() -> Any:
 @pytest.fixture
 async def platforms(alipay_keys: Any, wechatpay_keys: Any) -> AsyncIterator[Platforms]:
     from backend.identity import alipay_fake, realname_fake, wechat_fake
+    from notifications import sms_fake
     from payments import alipay_fake as alipay_trades_fake
     from payments import wechatpay_fake
 
@@ -237,11 +242,13 @@ async def platforms(alipay_keys: Any, wechatpay_keys: Any) -> AsyncIterator[Plat
     alipay_trades = alipay_trades_fake.AlipayTrades(alipay)
     app.blueprint(wechatpay_fake.blueprint(wechatpay, url_prefix="/wechatpay"))
     app.blueprint(alipay_trades_fake.blueprint(alipay_trades, url_prefix="/alipay"))
+    sms = sms_fake.FakeSms()
+    app.blueprint(sms_fake.blueprint(sms, url_prefix="/sms"))
     server, url = await start_app(app)
     wechatpay.base_url, alipay_trades.base_url = f"{url}/wechatpay", f"{url}/alipay"
     try:
         yield Platforms(url=url, wechat=wechat, alipay=alipay, realname=realname, wechatpay=wechatpay,
-                        alipay_trades=alipay_trades)
+                        alipay_trades=alipay_trades, sms=sms)
     finally:
         await stop_app(server)
         Sanic._app_registry.pop(app.name, None)

@@ -170,13 +170,13 @@ async def test_unverified_resident_cannot_book(live: Live, hall: dict) -> None:
 
 async def test_limits_follow_the_id_number_across_wechat_and_alipay(live: Live, hall: dict,
                                                                     platforms: Platforms) -> None:
-    from tests.test_identity import ZHANG, alipay_login, auth, wechat_login
+    from tests.test_identity import ZHANG, alipay_login, auth, join_with_code, wechat_login
 
     wx = await wechat_login(live, platforms)
     assert (await live.client.put("/api/v1/mp/me/real-name", json=ZHANG, headers=auth(wx))).status_code == 200
     ali = await alipay_login(live, platforms)
-    merged = await live.client.put("/api/v1/mp/me/real-name", json=ZHANG, headers=auth(ali))
-    ali_headers = auth(merged.json()["tokens"])
+    merged = await join_with_code(live, platforms, ali, ZHANG)
+    ali_headers = auth(merged["tokens"])
     got = await slots(live, hall)
     assert (await book(live, auth(wx), got[0]["slot_id"])).status_code == 201
     same_item_same_day = await book(live, ali_headers, got[3]["slot_id"])

@@ -3,6 +3,7 @@ the operator's `palmhall kiosk register` / `kiosk link`, the demo kiosk's link, 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import re
@@ -82,6 +83,18 @@ async def test_a_link_enrolls_once_with_a_new_secret_and_the_old_one_stops(live:
     assert ("kiosk.enrollment_issued", "operator", kiosk.device_id) in audit
     assert ("kiosk.enrolled", "kiosk", kiosk.device_id) in audit
     assert ("kiosk.enroll_refused", "kiosk", kiosk.device_id) in audit
+
+
+async def test_ten_browsers_racing_with_one_link_get_one_secret(live: Live, hall: int) -> None:
+    kiosk = await registered(live)
+    code, _ = await identity.issue_enrollment(device_id=kiosk.device_id)
+    answers = await asyncio.gather(*(redeem(live, code) for _ in range(10)))
+    assert sorted(a.status_code for a in answers) == [200] + [409] * 9
+    assert {a.json()["error"]["code"] for a in answers if a.status_code == 409} == {"kiosk.enroll_used"}
+    (won,) = [a.json() for a in answers if a.status_code == 200]
+    # The one secret answered is the one the device now signs with.
+    assert (await beat(KioskClient(live, kiosk.device_id, won["secret"]))).status_code == 200
+    assert await AuditEntry.filter(action="kiosk.enrolled").count() == 1
 
 
 async def test_expired_superseded_and_disabled_links_are_refused(live: Live, hall: int, frozen_clock) -> None:

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from backend import clock
 from backend.audit.models import AuditEntry
 from backend.catalog import service as catalog
 from backend.identity import service as identity
-from backend.identity.models import Kiosk, StaffRole
+from backend.identity.models import Kiosk, Staff, StaffRole
 from kiosks.signing import signed_headers
 from tests.cases_support import settled_staff
 from tests.conftest import ROOT, Live
@@ -93,6 +95,40 @@ async def test_five_wrong_passwords_lock_for_fifteen_minutes(live: Live, halls: 
     # An unknown name answers exactly like a wrong password.
     r = await login(live, "nobody", "whatever")
     assert (r.status_code, r.json()["error"]["code"]) == (401, "auth.bad_credentials")
+
+
+class TestConcurrentLogins:
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, str]:
+        return {"rate_login_account": "100/60", "rate_login_ip": "100/60"}
+
+    async def test_ten_simultaneous_logins_with_nine_wrong_end_locked_and_refuse_the_right_one(
+            self, live: Live, halls: dict[str, int]) -> None:
+        pw = await settled_staff(live.client, "zhou", "HX", StaffRole.CLERK)
+        # The account's password hashed at production cost (the suite's is the smallest): each check takes as
+        # long as in a real hall, so the ten logins are all in flight together, as in an attack.
+        from argon2 import PasswordHasher
+
+        await Staff.filter(username="zhou").update(password_hash=PasswordHasher().hash(pw))
+        passwords = ["wrong-password"] * 4 + [pw] + ["wrong-password"] * 5
+        logins_before = await AuditEntry.filter(action="staff.login").count()
+        # Ten connections opened first, then the ten logins sent at once.
+        async with httpx.AsyncClient(base_url=live.url, timeout=30,
+                                     limits=httpx.Limits(max_connections=10, max_keepalive_connections=10)) as client:
+            await asyncio.gather(*(client.get("/api/v1/health") for _ in range(10)))
+            answers = await asyncio.gather(*(client.post("/api/v1/staff/auth/login",
+                                                         json={"username": "zhou", "password": p}) for p in passwords))
+        statuses = [a.status_code for a in answers]
+        assert set(statuses) <= {401, 423}, statuses
+        assert statuses[4] == 423 and answers[4].json()["error"]["code"] == "auth.account_locked"
+        assert "access_token" not in answers[4].text
+        row = await Staff.get(username="zhou")
+        assert row.locked_until is not None and row.locked_until > clock.now()
+        # The lock holds for the right password afterwards too.
+        r = await login(live, "zhou", pw)
+        assert (r.status_code, r.json()["error"]["code"]) == (423, "auth.account_locked")
+        # No login went through during the burst or after it.
+        assert await AuditEntry.filter(action="staff.login").count() == logins_before
 
 
 async def test_one_time_password_allows_only_me_and_the_change(live: Live, halls: dict[str, int]) -> None:

@@ -86,8 +86,12 @@ class Staff(Model):
     password_hash = fields.CharField(max_length=200)
     must_change_password = fields.BooleanField(default=True)
     active = fields.BooleanField(default=True)
+    # Attempts counted before the password is checked (a failure keeps its count, a success takes it back),
+    # so that concurrent logins are decided atomically: see identity.service.staff_login.
     failed_logins = fields.IntField(default=0)
     locked_until = fields.DatetimeField(null=True)
+    # Bumped by every attempt: a success resets the count only when no attempt began after it.
+    login_seq = fields.BigIntField(default=0)
     # Bumped on password or role change: tokens carrying an older version stop working.
     token_version = fields.IntField(default=1)
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -134,3 +138,27 @@ class Kiosk(Model):
 
     class Meta:
         table = "kiosk"
+
+
+class LinkChallenge(Model):
+    """Proof asked of whoever wants to join a second platform's login to an existing resident: a one-time
+    code texted to the phone on record of that resident. Only a keyed hash of the code is kept."""
+
+    id = fields.BigIntField(primary_key=True)
+    # Public handle of the challenge (random), so that ids are not guessable or countable.
+    handle = fields.CharField(max_length=32, unique=True)
+    requester: fields.ForeignKeyRelation[Resident] = fields.ForeignKeyField(
+        "palmhall.Resident", related_name="link_requests", on_delete=fields.CASCADE
+    )
+    holder: fields.ForeignKeyRelation[Resident] = fields.ForeignKeyField(
+        "palmhall.Resident", related_name="link_challenges", on_delete=fields.CASCADE
+    )
+    code_hash = fields.CharField(max_length=64)
+    # Tries are counted before a code is compared, in one conditional UPDATE (see identity.linking).
+    attempts = fields.IntField(default=0)
+    expires_at = fields.DatetimeField()
+    used_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "link_challenge"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import string
@@ -14,13 +15,14 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from redis.asyncio import Redis
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import F
 
 from backend import clock, db
 from backend.audit import service as audit
 from backend.catalog import service as catalog
 from backend.crypto import KeyRing, blind_index
 from backend.errors import DomainError, register_codes
-from backend.identity import tokens
+from backend.identity import linking, tokens
 from backend.identity.models import (
     Channel,
     ChannelIdentity,
@@ -175,7 +177,7 @@ async def _revoke_family(family: str, *, redis: Redis, config: TokenConfig, reas
                            target_kind="resident", target_id=resident_id,
                            details={"family": family, "reason": reason})
     # Access tokens of the family die too: they are checked against this until they expire.
-    await redis.set(REVOKED_FAMILY + family, reason, ex=config.access_ttl + 60)
+    await revoke_access(families=[family], reason=reason, redis=redis, config=config)
 
 
 async def family_revoked(*, redis: Redis, family: str | None) -> bool:
@@ -224,17 +226,20 @@ class BindResult:
     resident_id: int
     merged: bool
     tokens: TokenPair | None = None
+    # The ID number belongs to another resident: a code was texted to that resident's phone on record.
+    link: linking.LinkStarted | None = None
 
 
 async def bind_real_name(
     *, resident_id: int, name: str, id_number: str, phone: str, verifier: RealNameVerifier,
-    keyring: KeyRing, hash_key: str, config: TokenConfig, redis: Redis,
+    keyring: KeyRing, hash_key: str, redis: Redis, secret: str, sender: linking.CodeSender,
+    link_rates: linking.LinkRates,
 ) -> BindResult:
-    """Verify and bind name, ID number and phone; fold a second platform's account into the first.
+    """Verify and bind name, ID number and phone.
 
-    One ID number belongs to one resident. The same person logging in from WeChat and Alipay
-    binds the same ID number twice: the second account joins the first (its platform identity
-    moves over) when it brings a platform the first lacks and the same verified phone number.
+    One ID number belongs to one resident. When another resident holds it already (the same person on the
+    other platform, or someone who knows that person's details), nothing is merged here: a code is texted to
+    the holder's phone on record, and only `confirm_link` with that code joins this login to the holder.
     """
     me = await get_resident(resident_id=resident_id)
     id_hash = blind_index(hash_key, "id_number", id_number)
@@ -252,7 +257,16 @@ async def bind_real_name(
     if holder is None or holder.id == me.id:
         return await _bind_to(me, name=name, id_number=id_number, phone=phone, id_hash=id_hash,
                               phone_hash=phone_hash, keyring=keyring)
-    return await _merge_into(me, holder, phone_hash=phone_hash, config=config, redis=redis)
+    started = await linking.start(me=me, holder=holder, id_hash=id_hash, keyring=keyring, secret=secret,
+                                  sender=sender, redis=redis, rates=link_rates)
+    return BindResult(resident_id=me.id, merged=False, link=started)
+
+
+async def confirm_link(*, resident_id: int, challenge_id: str, code: str, secret: str, config: TokenConfig,
+                       redis: Redis) -> BindResult:
+    """The texted code proves control of the holder: this login joins the holder, who is told of it."""
+    me, holder = await linking.confirm(me_id=resident_id, handle=challenge_id, code=code, secret=secret)
+    return await _merge_into(me, holder, config=config, redis=redis)
 
 
 async def _bind_to(me: Resident, *, name: str, id_number: str, phone: str, id_hash: str, phone_hash: str,
@@ -275,17 +289,10 @@ async def _bind_to(me: Resident, *, name: str, id_number: str, phone: str, id_ha
     return BindResult(resident_id=me.id, merged=False)
 
 
-async def _merge_into(me: Resident, holder: Resident, *, phone_hash: str, config: TokenConfig,
-                      redis: Redis) -> BindResult:
-    mine = await ChannelIdentity.filter(resident_id=me.id)
-    theirs = {i.channel for i in await ChannelIdentity.filter(resident_id=holder.id)}
-    if holder.merged_into_id is not None or holder.phone_hash != phone_hash or any(  # type: ignore[attr-defined]
-            i.channel in theirs for i in mine):
-        async with db.transaction() as tx:
-            await audit.record(using_db=tx, actor_kind="resident", actor_id=me.id,
-                               action="resident.real_name_refused", target_kind="resident", target_id=me.id,
-                               details={"reason": "id_number_taken"})
+async def _merge_into(me: Resident, holder: Resident, *, config: TokenConfig, redis: Redis) -> BindResult:
+    if not await linking.joinable(me, holder):
         raise DomainError("identity.id_number_taken")
+    mine = await ChannelIdentity.filter(resident_id=me.id)
     async with db.transaction() as tx:
         await ChannelIdentity.filter(resident_id=me.id).using_db(tx).update(resident_id=holder.id)
         await Resident.filter(id=me.id).using_db(tx).update(merged_into_id=holder.id)
@@ -296,10 +303,24 @@ async def _merge_into(me: Resident, holder: Resident, *, phone_hash: str, config
         pair = await _issue_pair(resident_id=holder.id, channel=channel, config=config, family=None, using_db=tx)
         await audit.record(using_db=tx, actor_kind="resident", actor_id=me.id, action="resident.merged",
                            target_kind="resident", target_id=holder.id,
-                           details={"from": me.id, "channels": sorted(i.channel.value for i in mine)})
-    for fam in set(families):
-        await redis.set(REVOKED_FAMILY + str(fam), "merged", ex=config.access_ttl + 60)
+                           details={"from": me.id, "channels": sorted(i.channel.value for i in mine),
+                                    "proof": "sms_code"})
+        await linking.attached(holder_id=holder.id, channels=[i.channel for i in mine], using_db=tx,
+                               from_resident=me.id)
+    await revoke_access(families=[str(f) for f in families], reason="merged", redis=redis, config=config)
     return BindResult(resident_id=holder.id, merged=True, tokens=pair)
+
+
+async def revoke_access(*, families: list[str], reason: str, redis: Redis, config: TokenConfig) -> None:
+    """Access tokens of these session families stop working now (they are checked against this until expiry)."""
+    for fam in set(families):
+        await redis.set(REVOKED_FAMILY + fam, reason, ex=config.access_ttl + 60)
+
+
+async def detach_channel(*, resident_id: int, identity_id: int, redis: Redis, config: TokenConfig) -> None:
+    """The owner takes one platform's login off the account; that platform's sessions end at once."""
+    _, families = await linking.detach(resident_id=resident_id, identity_id=identity_id)
+    await revoke_access(families=families, reason="channel_detached", redis=redis, config=config)
 
 
 PERSON_CACHE = "palmhall:identity:person:"
@@ -395,44 +416,50 @@ async def change_grant(*, username: str, hall_code: str, role: StaffRole, grant:
 
 async def staff_login(*, username: str, password: str, config: TokenConfig, lockout_attempts: int,
                       lockout_minutes: int, ip: str | None = None) -> dict[str, Any]:
+    """Log a staff member in; `lockout_attempts` failures in a row lock the account for `lockout_minutes`.
+
+    Decided atomically per account, whatever the number of concurrent logins: each attempt is counted as a
+    failure in one conditional UPDATE before its password is checked, and takes that count back only on
+    success. More attempts in flight than the limit allows lock the account, so a burst of guesses cannot
+    slip a right password past the lock, and a success never clears a lock set by a concurrent failure.
+    """
     staff = await Staff.get_or_none(username=username)
     now = clock.now()
     if staff is None:
-        _check_password(_DUMMY_HASH, password)
+        await asyncio.to_thread(_check_password, _DUMMY_HASH, password)
         async with db.transaction() as tx:
             await audit.record(using_db=tx, actor_kind="anonymous", actor_id=None, action="staff.login_failed",
                                details={"username": username[:64], "ip": ip, "reason": "unknown_user"})
         raise DomainError("auth.bad_credentials")
-    if staff.locked_until is not None and staff.locked_until > now:
-        raise DomainError("auth.account_locked", details={"locked_until": staff.locked_until.isoformat()},
-                          headers={"Retry-After": str(int((staff.locked_until - now).total_seconds()) + 1)})
-    if not _check_password(staff.password_hash, password):
+    until = now + timedelta(minutes=lockout_minutes)
+    # A lock that has run out is lifted, with its count, by whichever attempt sees it first.
+    await Staff.filter(id=staff.id, locked_until__lte=now).update(locked_until=None, failed_logins=0)
+    seq = await _take_attempt(staff.id, lockout_attempts)
+    if seq is None:
+        # Locked, or as many attempts in flight as the limit allows: this one is refused unchecked.
+        await Staff.filter(id=staff.id, locked_until=None, failed_logins__gte=lockout_attempts).update(
+            locked_until=until)
+        raise await _locked(staff.id, now)
+    if not await asyncio.to_thread(_check_password, staff.password_hash, password):
+        locked = bool(await Staff.filter(id=staff.id, locked_until=None,
+                                         failed_logins__gte=lockout_attempts).update(locked_until=until))
         async with db.transaction() as tx:
-            # Counted in SQL so concurrent wrong guesses are all counted.
-            from tortoise.expressions import F
-
-            await Staff.filter(id=staff.id).using_db(tx).update(failed_logins=F("failed_logins") + 1)
-            await staff.refresh_from_db(using_db=tx)
-            locked = staff.failed_logins >= lockout_attempts
-            if locked:
-                staff.locked_until = now + timedelta(minutes=lockout_minutes)
-                staff.failed_logins = 0
-                await staff.save(using_db=tx, update_fields=["locked_until", "failed_logins"])
             await audit.record(using_db=tx, actor_kind="staff", actor_id=staff.id, action="staff.login_failed",
-                               target_kind="staff", target_id=staff.id,
-                               details={"ip": ip, "locked": locked})
-        if locked and staff.locked_until is not None:
-            raise DomainError("auth.account_locked", details={"locked_until": staff.locked_until.isoformat()},
-                              headers={"Retry-After": str(lockout_minutes * 60)})
+                               target_kind="staff", target_id=staff.id, details={"ip": ip, "locked": locked})
+        if locked or await Staff.filter(id=staff.id, locked_until__gt=now).exists():
+            raise await _locked(staff.id, now)
         raise DomainError("auth.bad_credentials")
+    # The right password: no attempt began after this one, so the run of failures ends here; otherwise only
+    # this attempt's own count is taken back. Both only while no lock is set.
+    cleared = await Staff.filter(id=staff.id, locked_until=None, login_seq=seq).update(failed_logins=0)
+    if not cleared and not await Staff.filter(id=staff.id, locked_until=None).update(
+            failed_logins=F("failed_logins") - 1):
+        raise await _locked(staff.id, now)
     if not staff.active:
         raise DomainError("auth.account_disabled")
     async with db.transaction() as tx:
-        staff.failed_logins = 0
-        staff.locked_until = None
         if _hasher.check_needs_rehash(staff.password_hash):
-            staff.password_hash = _hasher.hash(password)
-        await staff.save(using_db=tx)
+            await Staff.filter(id=staff.id).using_db(tx).update(password_hash=_hasher.hash(password))
         await audit.record(using_db=tx, actor_kind="staff", actor_id=staff.id, action="staff.login",
                            target_kind="staff", target_id=staff.id, details={"ip": ip})
     token, ttl = tokens.issue(secret=config.secret, kind="staff", subject=staff.id,
@@ -440,6 +467,27 @@ async def staff_login(*, username: str, password: str, config: TokenConfig, lock
     principal = await staff_principal(staff_id=staff.id, version=staff.token_version)
     return {"access_token": token, "token_type": "Bearer", "expires_in": ttl,
             "must_change_password": staff.must_change_password, "staff": describe_staff(principal)}
+
+
+async def _take_attempt(staff_id: int, limit: int) -> int | None:
+    """Count one attempt as a failure unless the account is locked or at its limit; its sequence number, or None."""
+    conn = db.connection()
+    postgres = conn.capabilities.dialect == "postgres"
+    marks = ("$1", "$2") if postgres else ("?", "?")  # only placeholders are interpolated below
+    sql = ("UPDATE staff SET failed_logins = failed_logins + 1, login_seq = login_seq + 1 "  # noqa: S608
+           f"WHERE id = {marks[0]} AND locked_until IS NULL AND failed_logins < {marks[1]} RETURNING login_seq")
+    # execute_query_dict: the asyncpg client's execute_query drops the rows of an UPDATE.
+    rows = await conn.execute_query_dict(sql, [staff_id, limit])
+    return int(rows[0]["login_seq"]) if rows else None
+
+
+async def _locked(staff_id: int, now: datetime) -> DomainError:
+    until: Any = await Staff.filter(id=staff_id).first().values_list("locked_until", flat=True)
+    if not isinstance(until, datetime) or until <= now:
+        # At the limit with attempts still in flight, and none of them has failed yet.
+        return DomainError("auth.account_locked", headers={"Retry-After": "5"})
+    return DomainError("auth.account_locked", details={"locked_until": until.isoformat()},
+                       headers={"Retry-After": str(int((until - now).total_seconds()) + 1)})
 
 
 def _check_password(hashed: str, password: str) -> bool:
