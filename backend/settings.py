@@ -87,6 +87,12 @@ VARS: tuple[Var, ...] = (
     Var("RATE_LINK_ACCOUNT", "rate_link_account", "3/3600", "texted codes to join another resident's account, per requesting account"),
     Var("RATE_LINK_ID_NUMBER", "rate_link_id_number", "5/86400", "texted codes to join the account holding one ID number (protects its phone from a flood of texts)"),
     Var("RATE_BOOKING_RESIDENT", "rate_booking_resident", "20/60", "booking and cancelling requests per resident"),
+    Var("RATE_CASE_RESIDENT", "rate_case_resident", "20/3600", "applications, correction answers and withdrawals per resident"),
+    Var("RATE_COMPLAINT_RESIDENT", "rate_complaint_resident", "5/3600", "complaints and questions per resident"),
+    Var("RATE_EVALUATION_RESIDENT", "rate_evaluation_resident", "20/3600", "evaluations (好差评) per resident"),
+    Var("RATE_PAYMENT_RESIDENT", "rate_payment_resident", "20/600", "payment requests per resident"),
+    Var("RATE_SUBSCRIPTION_RESIDENT", "rate_subscription_resident", "60/600", "message subscriptions and notification settings changes per resident"),
+    Var("RATE_RESIDENT_WRITE", "rate_resident_write", "60/60", "any other write of a resident (inbox read marks, logouts, ...)"),
     Var("RATE_UPLOAD_RESIDENT", "rate_upload_resident", "30/60", "uploads per resident"),
     Var("RATE_KIOSK", "rate_kiosk", "240/60", "requests per kiosk device"),
     Var("RATE_PROGRESS_IP", "rate_progress_ip", "60/60", "public progress and QR look-ups per client IP (forged tokens are counted too)"),
@@ -196,6 +202,12 @@ class Settings(BaseModel):
     rate_link_account: str = "3/3600"
     rate_link_id_number: str = "5/86400"
     rate_booking_resident: str = "20/60"
+    rate_case_resident: str = "20/3600"
+    rate_complaint_resident: str = "5/3600"
+    rate_evaluation_resident: str = "20/3600"
+    rate_payment_resident: str = "20/600"
+    rate_subscription_resident: str = "60/600"
+    rate_resident_write: str = "60/60"
     rate_upload_resident: str = "30/60"
     rate_kiosk: str = "240/60"
     rate_progress_ip: str = "60/60"

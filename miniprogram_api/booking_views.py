@@ -14,7 +14,7 @@ from sanic_ext import openapi
 from backend import qr
 from backend.booking import service as booking
 from backend.errors import DomainError
-from backend.http import body, limit
+from backend.http import body
 from backend.identity import service as identity
 from miniprogram_api.auth import resident_id
 
@@ -38,7 +38,6 @@ async def book(request: Request, payload: Book) -> HTTPResponse:
     key = request.headers.get("idempotency-key", "").strip()
     if not 8 <= len(key) <= 100:
         raise DomainError("booking.idempotency_key_missing")
-    await limit(request, f"booking:{rid}", ctx.settings.rate_booking_resident)
     person = await identity.verified_identity(resident_id=rid, hash_key=ctx.settings.hash_key, redis=ctx.redis)
     appointment, created = await booking.book(
         resident_id=rid, person_hash=person, slot_id=payload.slot_id, idempotency_key=key,

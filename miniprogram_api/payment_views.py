@@ -10,7 +10,7 @@ from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
 
 from backend.errors import DomainError
-from backend.http import body, limit
+from backend.http import body
 from miniprogram_api.auth import resident_id
 from payments import service as payments
 from payments.channels import for_settings
@@ -43,7 +43,6 @@ async def pay(request: Request, payload: PayIn) -> HTTPResponse:
     rid = resident_id(request)
     key = idempotency_key(request)
     settings = request.app.ctx.settings
-    await limit(request, f"payments:{rid}", settings.rate_booking_resident)
     started = await payments.start(case_no=payload.case_no.strip(), channel=PayChannel(payload.channel),
                                    scene=PayScene.MINI_PROGRAM, settings=settings, resident_id=rid,
                                    idempotency_key=key)
