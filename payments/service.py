@@ -12,6 +12,7 @@ from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Subquery
 
 import payments.errors  # noqa: F401  (registers the error codes)
 from backend import clock, db
@@ -678,8 +679,28 @@ async def refunds_of(*, order_id: int) -> list[dict[str, Any]]:
     return [describe_refund(r) for r in await Refund.filter(order_id=order_id).order_by("id")]
 
 
-async def suspects(*, reviewed: bool = False, limit: int = 100) -> list[dict[str, Any]]:
-    """Verified notifications that did not match an order, for staff to review."""
-    rows = await SuspectNotification.filter(reviewed=reviewed).order_by("-id").limit(limit)
+# Who reviews suspect notifications: hall admins and auditors those of their halls' orders, admins every one.
+SUSPECT_READERS = (StaffRole.HALL_ADMIN, StaffRole.AUDITOR)
+
+
+async def suspects(*, staff: StaffPrincipal, reviewed: bool = False, limit: int = 100) -> list[dict[str, Any]]:
+    """Verified notifications that did not match an order, for staff to review.
+
+    A notification belongs to the hall of the order it names: its content (the payer's openid among it) is for
+    that hall's admins and auditors only. One naming no order of ours belongs to no hall, so only an admin (a
+    deployment-wide role) sees it, and an admin sees every other one too.
+    """
+    query = SuspectNotification.filter(reviewed=reviewed)
+    if not staff.halls_with(StaffRole.ADMIN):
+        halls = staff.halls_with(*SUSPECT_READERS)
+        if not halls:
+            raise DomainError("auth.forbidden", details={"needs": [r.value for r in (*SUSPECT_READERS,
+                                                                                      StaffRole.ADMIN)]})
+        query = query.filter(out_trade_no__in=Subquery(
+            PaymentOrder.filter(hall_id__in=sorted(halls)).values("out_trade_no")))
+    rows = await query.order_by("-id").limit(limit)
+    named = sorted({s.out_trade_no for s in rows if s.out_trade_no})
+    hall_of = dict(await PaymentOrder.filter(out_trade_no__in=named).values_list("out_trade_no", "hall_id"))
     return [{"id": s.id, "channel": str(s.channel), "out_trade_no": s.out_trade_no, "problem": s.problem,
-             "content": s.content, "received_at": s.created_at.isoformat()} for s in rows]
+             "hall_id": hall_of.get(s.out_trade_no), "content": s.content, "received_at": s.created_at.isoformat()}
+            for s in rows]

@@ -40,15 +40,16 @@ async def payer(live: Live, platforms: Platforms, channel: str) -> Payer:
     return Payer(headers=headers, channel=channel, subject=openid)
 
 
-async def awaiting_case(live: Live, world: World, me: Payer) -> str:
-    """A LICENCE case accepted and waiting for its fee (clock paused)."""
+async def awaiting_case(live: Live, world: World, me: Payer, hall: str = "HX") -> str:
+    """A LICENCE case in `hall` (HX or HY), accepted by a clerk there and waiting for its fee (clock paused)."""
     mats = [{"code": c, "upload_id": await upload_id(live, me.headers)} for c in ("ID", "FORM", "LEASE")]
     r = await live.client.post("/api/v1/mp/cases", headers=me.headers,
-                               json=application(world.halls["HX"], LICENCE, mats))
+                               json=application(world.halls[hall], LICENCE, mats))
     assert r.status_code == 201, r.text
     case_no = str(r.json()["case_no"])
-    assert (await act(live, world.clerk, case_no, "accept")).status_code == 200
-    r = await act(live, world.clerk, case_no, "start_review")
+    clerk = world.clerk if hall == "HX" else world.other_clerk
+    assert (await act(live, clerk, case_no, "accept")).status_code == 200
+    r = await act(live, clerk, case_no, "start_review")
     assert r.json()["status"] == "awaiting_payment", r.text
     return case_no
 

@@ -15,9 +15,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from backend import clock
 from backend.audit.models import AuditEntry
+from backend.identity.models import StaffRole
 from backend.jobs.models import OutboxEvent
 from payments.models import PaymentOrder, SuspectNotification
-from tests.cases_support import World, build_world
+from tests.cases_support import World, build_world, staff_headers
 from tests.conftest import Live, Platforms
 from tests.payments_support import awaiting_case, counts, payer, start_payment, wire
 
@@ -93,8 +94,9 @@ async def test_wechat_refuses_what_it_cannot_trust(live: Live, platforms: Platfo
     assert [s.problem for s in kept] == [m[1] for m in mismatches]
     assert await OutboxEvent.filter(topic="payment.suspect_notification").count() == 4
     assert await AuditEntry.filter(action="payment.notification_refused").count() == 4
+    # The order's hall admin reviews those naming it; the unknown order's one is for admins (see below).
     listed = await live.client.get("/api/v1/staff/payments/suspects", headers=world.admin)
-    assert sorted(s["problem"] for s in listed.json()["suspects"]) == sorted(m[1] for m in mismatches)
+    assert sorted(s["problem"] for s in listed.json()["suspects"]) == sorted(m[1] for m in mismatches[:3])
     assert (await live.client.get("/api/v1/staff/payments/suspects", headers=world.clerk)).status_code == 403
 
     # The genuine one still goes through afterwards.
@@ -145,3 +147,45 @@ async def test_alipay_refuses_what_it_cannot_trust(live: Live, platforms: Platfo
     assert r.text == "success"
     assert (await counts(no)).state == "paid"
     assert await PaymentOrder.filter(state="paid").count() == 1
+
+
+async def test_suspects_are_shown_only_in_the_hall_of_their_order(live: Live, platforms: Platforms,
+                                                                  world: World) -> None:
+    """A hall admin (or auditor) sees the suspect notifications naming their halls' orders, with the payer's
+    openid in them, and no other hall's; one naming no order of ours belongs to no hall: admins only."""
+    zhang, li = await payer(live, platforms, "wechat"), await payer(live, platforms, "alipay")
+    x_no = (await start_payment(live, zhang, await awaiting_case(live, world, zhang))).json()["order"]["out_trade_no"]
+    y_no = (await start_payment(live, li, await awaiting_case(live, world, li, "HY"))).json()["order"]["out_trade_no"]
+    wechat, ali = platforms.wechatpay, platforms.alipay_trades
+    x_paid = wechat.transaction(wechat.mark_paid(x_no))
+    ali.mark_paid(y_no)
+    for headers, body in (wechat.notification({**x_paid, "amount": {**x_paid["amount"], "total": 1}}),
+                          wechat.notification({**x_paid, "out_trade_no": "P20260101NOSUCHORDER0000"})):
+        assert (await live.client.post(WECHAT_URL, content=body, headers=headers)).status_code in (400, 404)
+    r = await live.client.post(ALIPAY_URL, data=ali.notification(y_no, total_amount="0.01"))
+    assert r.text == "fail"
+    kept = {s.out_trade_no: s.id for s in await SuspectNotification.all()}
+    assert set(kept) == {x_no, y_no, "P20260101NOSUCHORDER0000"}
+
+    async def seen(headers: dict[str, str]) -> list[tuple[str | None, str]]:
+        r = await live.client.get("/api/v1/staff/payments/suspects", headers=headers)
+        assert r.status_code == 200, r.text
+        return sorted((s["out_trade_no"], s["problem"]) for s in r.json()["suspects"])
+
+    x_halls, y_halls = world.halls["HX"], world.halls["HY"]
+    y_admin = await staff_headers(live, "hy.admin", "HY", StaffRole.HALL_ADMIN)
+    y_auditor = await staff_headers(live, "hy.auditor", "HY", StaffRole.AUDITOR)
+    root = await staff_headers(live, "root", "HY", StaffRole.ADMIN)
+    assert await seen(world.admin) == [(x_no, "amount_mismatch")]
+    assert await seen(y_admin) == [(y_no, "amount_mismatch")]
+    assert await seen(y_auditor) == [(y_no, "amount_mismatch")]
+    assert await seen(root) == sorted([(x_no, "amount_mismatch"), (y_no, "amount_mismatch"),
+                                       ("P20260101NOSUCHORDER0000", "unknown_order")])
+    shown = (await live.client.get("/api/v1/staff/payments/suspects", headers=world.admin)).json()["suspects"][0]
+    assert shown["hall_id"] == x_halls and shown["content"]["payer"]["openid"] == zhang.subject
+    everything = (await live.client.get("/api/v1/staff/payments/suspects", headers=root)).json()["suspects"]
+    assert {s["out_trade_no"]: s["hall_id"] for s in everything} == {
+        x_no: x_halls, y_no: y_halls, "P20260101NOSUCHORDER0000": None}
+    for clerk in (world.clerk, world.other_clerk):
+        r = await live.client.get("/api/v1/staff/payments/suspects", headers=clerk)
+        assert (r.status_code, r.json()["error"]["code"]) == (403, "auth.forbidden")
