@@ -103,8 +103,12 @@ async def test_whole_life_of_a_case_from_upload_to_evaluation(live: Live, platfo
     assert r.json()["status"] == "submitted"
     assert [m["superseded"] for m in r.json()["materials"] if m["code"] == "LEASE"] == [True, False]
 
-    # Counter work: accept, review, approve (the certificate is issued), deliver by post, close.
-    r = await act(live, world.clerk, case_no, "accept", counter_id=3)
+    # Counter work: accept (at the hall's counter 3), review, approve (the certificate is issued), deliver by
+    # post, close.
+    from backend.catalog.models import Counter
+
+    counter = await Counter.create(hall_id=world.halls["HX"], number=3, name="综合受理3号窗口", groups=["A"])
+    r = await act(live, world.clerk, case_no, "accept", counter_id=counter.id)
     assert r.status_code == 200 and r.json()["status"] == "accepted"
     assert r.json()["deadline"]["promised_due"] is not None
     assert (await act(live, world.clerk, case_no, "start_review")).json()["status"] == "in_review"
@@ -152,7 +156,7 @@ async def test_whole_life_of_a_case_from_upload_to_evaluation(live: Live, platfo
     assert stats.status_code == 200, stats.text
     s = stats.json()
     assert s["hall"]["total"] == 1 and s["hall"]["levels"]["不满意"] == 1 and s["hall"]["satisfaction_rate"] == 0
-    assert s["items"][0]["item_code"] == RESIDENCE and s["counters"][0]["counter_id"] == 3
+    assert s["items"][0]["item_code"] == RESIDENCE and s["counters"][0]["counter_id"] == counter.id
 
     # Rows and events: every step in history and audit; events in order, keyed by case, no personal data.
     row = await Case.get(case_no=case_no)
@@ -415,6 +419,28 @@ async def test_staff_act_only_in_their_hall_and_the_work_list_filters(live: Live
                                                                                  "reject"]
     assert (await live.client.post("/api/v1/staff/scan", json={"code": token},
                                    headers=world.other_clerk)).status_code == 403
+
+
+async def test_a_case_is_accepted_only_at_a_counter_of_its_own_hall(live: Live, platforms: Platforms,
+                                                                    world: World) -> None:
+    """The accepting counter is kept for the ratings per counter: another hall's counter (or none at all) is
+    refused as not found in this hall, and the case stays as it was."""
+    from backend.catalog.models import Counter
+
+    mine = await Counter.create(hall_id=world.halls["HX"], number=1, name="综合受理1号窗口", groups=["A"])
+    theirs = await Counter.create(hall_id=world.halls["HY"], number=1, name="综合受理1号窗口", groups=["A"])
+    me = await resident(live, platforms, ZHANG)
+    case_no = (await live.client.post("/api/v1/mp/cases", headers=me, json=application(
+        world.halls["HX"], SIMPLE, [{"code": "FORM", "upload_id": await upload_id(live, me)}]))).json()["case_no"]
+    for counter_id in (theirs.id, theirs.id + mine.id + 1):
+        r = await act(live, world.clerk, case_no, "accept", counter_id=counter_id)
+        assert (r.status_code, r.json()["error"]["code"]) == (404, "catalog.counter_not_found"), r.text
+    case = await Case.get(case_no=case_no)
+    assert (case.status, case.counter_id) == (CaseStatus.SUBMITTED, None)
+    r = await act(live, world.clerk, case_no, "accept", counter_id=mine.id)
+    assert r.status_code == 200, r.text
+    case = await Case.get(case_no=case_no)
+    assert (case.status, case.counter_id) == (CaseStatus.ACCEPTED, mine.id)
 
 
 # ---- the state machine ----------------------------------------------------------------------

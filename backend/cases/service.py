@@ -469,6 +469,9 @@ async def act(*, case_no: str, payload: TransitionIn, staff: StaffPrincipal, key
             raise DomainError("case.not_found")
         staff.require(case.hall_id, *CLERKS)  # type: ignore[attr-defined]
         if a == Action.ACCEPT:
+            if payload.counter_id is not None:
+                # Recorded for the ratings per counter: it must be a counter of the case's own hall.
+                await catalog.hall_counter(counter_id=payload.counter_id, hall_id=case.hall_id)  # type: ignore[attr-defined]
             await transition(case, CaseStatus.ACCEPTED, actor=actor, using_db=tx, reason=payload.reason,
                              changes={"counter_id": payload.counter_id} if payload.counter_id else None)
         elif a == Action.REQUEST_CORRECTION:

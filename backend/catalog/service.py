@@ -38,6 +38,7 @@ from backend.errors import DomainError, FieldErrors, register_codes
 register_codes({
     "catalog.hall_not_found": (404, "未找到该服务大厅"),
     "catalog.hall_exists": (409, "该服务大厅编码已存在"),
+    "catalog.counter_not_found": (404, "该服务大厅没有这个窗口"),
     "catalog.item_not_found": (404, "未找到该事项"),
     "catalog.version_not_found": (404, "该事项没有这个版本的办事指南"),
     "catalog.item_inactive": (409, "该事项已停止办理"),
@@ -61,6 +62,14 @@ async def get_hall(*, code: str | None = None, hall_id: int | None = None) -> Ha
     if hall is None:
         raise DomainError("catalog.hall_not_found")
     return hall
+
+
+async def hall_counter(*, counter_id: int, hall_id: int) -> Counter:
+    """One of the hall's active counters: another hall's is "not found" here, like one that does not exist."""
+    counter = await Counter.get_or_none(id=counter_id, hall_id=hall_id, active=True)
+    if counter is None:
+        raise DomainError("catalog.counter_not_found", details={"counter_id": counter_id})
+    return counter
 
 
 async def create_hall(*, code: str, name: str, region_code: str, address: str = "",
