@@ -258,6 +258,11 @@ async def test_accepted_materials_are_reused_and_certificates_stand_for_material
     r = await live.client.post("/api/v1/mp/cases", headers=li, json=application(world.halls["HX"], materials=[
         {"code": "LEASE", "upload_id": ids["LEASE"]}]))
     assert (r.status_code, r.json()["error"]["code"]) == (404, "upload.not_found")
+    # Not even "not usable": another person's certificate is as unknown as one that does not exist.
+    for someone_elses in (cert_id, cert_id + 1000):
+        r = await live.client.post("/api/v1/mp/cases", headers=li, json=application(
+            world.halls["HX"], materials=[{"code": "ID", "certificate_id": someone_elses}]))
+        assert (r.status_code, r.json()["error"]["code"]) == (404, "case.certificate_not_found")
 
     # Statistics: the second case met two required materials by reuse and one fresh.
     stats = await live.client.get("/api/v1/staff/stats/materials", headers=world.admin,

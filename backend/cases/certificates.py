@@ -220,15 +220,15 @@ async def list_for_holder(*, resident_id: int, person_hash: str | None, keyring:
     return [describe(c, keyring=keyring, secret=secret, base_url=base_url) for c in rows]
 
 
-async def usable(*, certificate_id: int, person_hash: str, cert_type: str | None,
-                 using_db: BaseDBAsyncClient | None = None) -> Certificate | None:
-    """The applicant's own current certificate of the wanted type, or None."""
-    cert = await Certificate.filter(id=certificate_id, holder_hash=person_hash).using_db(using_db).first()
-    if cert is None or cert_type is None or cert.cert_type != cert_type:
-        return None
-    if _status(cert, True, deadlines.today()) != "genuine":
-        return None
-    return cert
+async def held(*, certificate_id: int, person_hash: str, using_db: BaseDBAsyncClient | None = None
+               ) -> Certificate | None:
+    """The applicant's own certificate, or None: another person's is as unknown as one that does not exist."""
+    return await Certificate.filter(id=certificate_id, holder_hash=person_hash).using_db(using_db).first()
+
+
+def usable(cert: Certificate, *, cert_type: str | None) -> bool:
+    """Of the type a checklist entry names, and current (neither expired nor revoked)."""
+    return cert_type is not None and cert.cert_type == cert_type and _status(cert, True, deadlines.today()) == "genuine"
 
 
 async def revoke(*, cert_no: str, staff: StaffPrincipal, reason: str, roles: tuple[Any, ...]) -> dict[str, Any]:

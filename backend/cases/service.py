@@ -45,7 +45,8 @@ register_codes({
     "case.channel_not_offered": (422, "该事项不能通过此渠道申请"),
     "case.unknown_material": (422, "材料不在该事项的材料清单中"),
     "case.material_not_found": (404, "未找到可复用的材料"),
-    "case.certificate_not_usable": (422, "该电子证照不能用于此项材料（类型不符、不是本人的或已失效）"),
+    "case.certificate_not_usable": (422, "该电子证照不能用于此项材料（类型不符或已失效）"),
+    "case.certificate_not_found": (404, "未找到本人的这个电子证照"),
     "case.paper_counter_only": (422, "纸质材料只能在窗口提交"),
     "case.correction_incomplete": (422, "补正材料不齐全，请按告知清单全部提交"),
     "case.reason_required": (422, "请填写理由"),
@@ -247,9 +248,14 @@ async def _resolve_materials(items: list[MaterialIn], *, checklist: dict[str, di
             row.update(source=MaterialSource.REUSE, upload_id=found.upload_id,  # type: ignore[attr-defined]
                        reused_from_id=found.id)
         elif m.certificate_id is not None:
-            cert = await certificates.usable(certificate_id=m.certificate_id, person_hash=applicant.person_hash,
-                                             cert_type=entry.get("certificate_type"), using_db=using_db)
+            cert = await certificates.held(certificate_id=m.certificate_id, person_hash=applicant.person_hash,
+                                           using_db=using_db)
             if cert is None:
+                # Another person's certificate is "not found", like one that does not exist (as for uploads and
+                # reuse); only the applicant's own can be "not usable" (another type, expired, revoked).
+                raise DomainError("case.certificate_not_found",
+                                  details={"code": m.code, "certificate_id": m.certificate_id})
+            if not certificates.usable(cert, cert_type=entry.get("certificate_type")):
                 raise DomainError("case.certificate_not_usable",
                                   details={"code": m.code, "certificate_id": m.certificate_id})
             row.update(source=MaterialSource.CERTIFICATE, certificate_id=cert.id)
