@@ -41,7 +41,7 @@ from backend.catalog.codes import make_item_code
 from backend.catalog.models import Counter, OpeningHours
 from backend.catalog.schemas import ItemIn
 from backend.identity import tokens
-from backend.identity.models import StaffRole
+from backend.identity.models import ChannelIdentity, StaffRole
 from backend.jobs.outbox import Registry
 from backend.jobs.worker import Worker, WorkerConfig
 from notifications import handlers
@@ -62,7 +62,7 @@ from tests.cases_support import (
 )
 from tests.conftest import ON_POSTGRES, Live, Platforms
 from tests.payments_support import awaiting_case, payer, start_payment, wire
-from tests.test_identity import wechat_login
+from tests.test_identity import alipay_login, auth, wechat_login
 
 STAFF, MP = "/api/v1/staff", "/api/v1/mp"
 
@@ -83,6 +83,7 @@ NAMES_NO_OBJECT: dict[str, Mapping[str, str]] = {
     "mp_identity.me": {},
     "mp_identity.bind_real_name": {},
     "mp_identity.sessions": {},
+    "mp_identity.channels": {},
     "mp_cases.upload": {},
     "mp_cases.library": {},
     "mp_cases.list_cases": {},
@@ -118,6 +119,9 @@ def entry(*covers: str, public: Mapping[str, str] | None = None) -> Entry:
 MATRIX: dict[str, Entry] = {
     # ---- the mini program: resident A's objects, resident B calling -------------------------------------
     "mp_identity.end_session": entry("path:session_id"),
+    "mp_identity.confirm_real_name": entry("body:challenge_id", public={
+        "body:code": "the six-digit code texted to the phone on record: the proof itself, not a reference"}),
+    "mp_identity.detach_channel": entry("path:identity_id"),
     "mp_cases.upload_info": entry("path:upload_id"),
     "mp_cases.upload_file": entry("path:upload_id"),
     "mp_cases.apply": entry("body:materials[].upload_id", "body:materials[].reuse_id",
@@ -360,6 +364,14 @@ async def build(live: Live, platforms: Platforms) -> Matrix:
     second = await wechat_login(live, platforms, openid=a.subject)
     family = tokens.verify(second["access_token"], secret=live.app.ctx.settings.secret_key, kind="resident").family
     callers["b"] = b = await resident(live, platforms, LI)
+    # C: A on Alipay, asking to join A's account (a code texted to A's phone); and A's one login so far.
+    c_tokens = await alipay_login(live, platforms)
+    callers["c"] = auth(c_tokens)
+    r = await c.put(f"{MP}/me/real-name", json=ZHANG, headers=callers["c"])
+    assert r.status_code == 202, r.text
+    challenge = {"challenge_id": r.json()["link"]["challenge_id"], "code": platforms.sms.sent[-1]["params"]["code"]}
+    a_login = (await c.get(f"{MP}/me/channels", headers=a.headers)).json()["channels"][0]["id"]
+    c_login = await ChannelIdentity.filter(resident_id=c_tokens["resident_id"]).first().values_list("id", flat=True)
 
     async def apply(headers: dict[str, str], hall: int, item: str, materials: list[dict[str, Any]]) -> str:
         r = await c.post(f"{MP}/cases", json=application(hall, item, materials), headers=headers)
@@ -438,6 +450,11 @@ async def build(live: Live, platforms: Platforms) -> Matrix:
         # The mini program, in the order the owner's requests may run one after another.
         probe("mp_identity.end_session", "path:session_id", Call("DELETE", f"{MP}/me/sessions/{family}"),
               OTHER_RESIDENT, "a"),
+        probe("mp_identity.confirm_real_name", "body:challenge_id",
+              Call("POST", f"{MP}/me/real-name/confirm", challenge), OTHER_RESIDENT, "c"),
+        # After C joined A, A detaches C's Alipay login again; B may detach none of A's.
+        probe("mp_identity.detach_channel", "path:identity_id", Call("DELETE", f"{MP}/me/channels/{a_login}"),
+              OTHER_RESIDENT, "a", owner_call=Call("DELETE", f"{MP}/me/channels/{c_login}")),
         probe("mp_cases.upload_info", "path:upload_id", Call("GET", f"{MP}/uploads/{ups['ID']}"), OTHER_RESIDENT, "a"),
         probe("mp_cases.upload_file", "path:upload_id", Call("GET", f"{MP}/uploads/{ups['ID']}/content"),
               OTHER_RESIDENT, "a"),
