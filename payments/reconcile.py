@@ -55,7 +55,8 @@ async def compare(day: date, theirs_by_channel: dict[str, list[dict[str, Any]]])
     for key in sorted(set(ours) | set(theirs)):
         channel, kind, ref = key
         mine, platform = ours.get(key), theirs.get(key)
-        base = {"channel": channel, "kind": kind, "ref": ref}
+        base = {"channel": channel, "kind": kind, "ref": ref,
+                "out_trade_no": (mine or platform or {}).get("out_trade_no")}
         if mine is None and platform is not None:
             order = await PaymentOrder.get_or_none(out_trade_no=platform["out_trade_no"])
             if order is None:
@@ -89,11 +90,22 @@ async def run(*, day: date, settings: Settings) -> dict[str, Any]:
     return {"date": day.isoformat(), "ok": not differences, "summary": summary, "differences": differences}
 
 
-async def stored(*, day: date) -> dict[str, Any]:
+async def stored(*, day: date, halls: set[int] | None = None) -> dict[str, Any]:
+    """The day's report. With `halls`, only the differences about orders of those halls (each says its hall):
+    a line naming no order of ours, and the day's totals, belong to no hall and are for a deployment admin."""
     report = await ReconciliationReport.get_or_none(day=day)
     if report is None:
         raise DomainError("payment.report_not_found")
-    return {"date": day.isoformat(), "ok": report.ok, "summary": report.summary, "differences": report.differences,
+    differences: list[dict[str, Any]] = list(report.differences)
+    named = {d.get("out_trade_no") or (d["ref"] if d.get("kind") == "payment" else None) for d in differences}
+    hall_of = dict(await PaymentOrder.filter(out_trade_no__in=sorted(n for n in named if n)).values_list(
+        "out_trade_no", "hall_id"))
+    differences = [{**d, "hall_id": hall_of.get(d.get("out_trade_no") or d["ref"])} for d in differences]
+    summary: dict[str, Any] = dict(report.summary)
+    if halls is not None:
+        differences = [d for d in differences if d["hall_id"] in halls]
+        summary = {"differences": len(differences)}
+    return {"date": day.isoformat(), "ok": report.ok, "summary": summary, "differences": differences,
             "checked_at": report.updated_at.isoformat()}
 
 

@@ -17,10 +17,11 @@ from PIL import Image, ImageDraw
 
 from backend import clock
 from backend.identity import service as identity
+from backend.identity.models import StaffRole
 from backend.settings import VARS
 from payments import reconcile
 from payments.models import ReconciliationReport
-from tests.cases_support import World, build_world, kiosk_headers
+from tests.cases_support import World, build_world, kiosk_headers, staff_headers
 from tests.conftest import ROOT, Live, Platforms
 from tests.payments_support import FEE, awaiting_case, payer, start_payment, wire
 
@@ -146,11 +147,25 @@ async def test_reconciliation_finds_each_planted_difference(live: Live, platform
     }
     for problem in ("missing_theirs", "state_mismatch", "amount_mismatch", "missing_ours"):
         assert problem in out
+    # A deployment admin sees the whole report.
+    root = await staff_headers(live, "root.admin", "HX", StaffRole.ADMIN)
     shown = await live.client.get("/api/v1/staff/payments/reconciliation", params={"date": day.isoformat()},
-                                  headers=world.admin)
+                                  headers=root)
     assert shown.status_code == 200 and shown.json()["ok"] is False and len(shown.json()["differences"]) == 4
     amount = next(d for d in shown.json()["differences"] if d["problem"] == "amount_mismatch")
     assert (amount["ours_fen"], amount["theirs_fen"]) == (FEE, FEE - 1)
+    assert shown.json()["summary"]["ledger_lines"] == 3
+    # A hall admin sees the lines about their hall's orders only, and no deployment totals; another hall's, none.
+    mine = await live.client.get("/api/v1/staff/payments/reconciliation", params={"date": day.isoformat()},
+                                 headers=world.admin)
+    assert {(d["problem"], d["hall_id"]) for d in mine.json()["differences"]} == {
+        ("missing_theirs", world.halls["HX"]), ("state_mismatch", world.halls["HX"]),
+        ("amount_mismatch", world.halls["HX"])}
+    assert mine.json()["summary"] == {"differences": 3}
+    hy_admin = await staff_headers(live, "hy.admin", "HY", StaffRole.HALL_ADMIN)
+    theirs = await live.client.get("/api/v1/staff/payments/reconciliation", params={"date": day.isoformat()},
+                                   headers=hy_admin)
+    assert theirs.status_code == 200 and theirs.json()["differences"] == []
     missing = await live.client.get("/api/v1/staff/payments/reconciliation", params={"date": "2020-01-01"},
                                     headers=world.admin)
     assert (missing.status_code, missing.json()["error"]["code"]) == (404, "payment.report_not_found")
