@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from backend.identity.personal import validate_id_number, validate_name, validate_phone
+from backend.identity.personal import IdNumber, Phone, validate_name
 
 
 class WeChatLogin(BaseModel):
@@ -26,12 +26,10 @@ class Refresh(BaseModel):
 class RealName(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(max_length=30)
-    id_number: str = Field(max_length=18, description="18-digit resident ID number (GB 11643)")
-    phone: str = Field(max_length=20, description="mainland mobile number")
+    id_number: IdNumber
+    phone: Phone
 
     _name = field_validator("name")(lambda v: validate_name(v))
-    _id = field_validator("id_number")(lambda v: validate_id_number(v))
-    _phone = field_validator("phone")(lambda v: validate_phone(v))
 
 
 class LinkConfirm(BaseModel):

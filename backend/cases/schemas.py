@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from backend.identity.personal import validate_id_number, validate_name, validate_phone
+from backend.identity.personal import IdNumber, Phone, validate_name
 
 _CODE = r"^[A-Za-z0-9_-]{1,32}$"
 MAX_FORM_FIELDS = 50
@@ -38,13 +38,8 @@ class MaterialIn(_In):
 class DeliveryIn(_In):
     method: Literal["pickup", "post"] = Field(default="pickup", description="pickup 窗口领取 / post 邮寄")
     recipient: str | None = Field(default=None, max_length=30)
-    phone: str | None = Field(default=None, max_length=20)
+    phone: Phone | None = None
     address: str | None = Field(default=None, min_length=5, max_length=200)
-
-    @field_validator("phone")
-    @classmethod
-    def _phone(cls, v: str | None) -> str | None:
-        return None if v is None else validate_phone(v)
 
     @field_validator("recipient")
     @classmethod
@@ -83,17 +78,12 @@ class WalkInCaseIn(CaseIn):
     """A case a clerk opens for someone at the counter: identified by name and ID number."""
 
     applicant_name: str
-    applicant_id_number: str
+    applicant_id_number: IdNumber
 
     @field_validator("applicant_name")
     @classmethod
     def _name(cls, v: str) -> str:
         return validate_name(v)
-
-    @field_validator("applicant_id_number")
-    @classmethod
-    def _id_number(cls, v: str) -> str:
-        return validate_id_number(v)
 
 
 class CorrectionIn(_In):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from typing import Any, Literal
 
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -34,6 +35,7 @@ from backend.catalog.schemas import (
     today,
 )
 from backend.errors import DomainError, FieldErrors, register_codes
+from backend.identity import regions
 
 register_codes({
     "catalog.hall_not_found": (404, "未找到该服务大厅"),
@@ -44,7 +46,7 @@ register_codes({
     "catalog.item_inactive": (409, "该事项已停止办理"),
 })
 
-_REGION = re.compile(r"^\d{6}(\d{3})?$")
+_REGION = re.compile(r"[0-9]{6}(?:[0-9]{3})?")  # ASCII digits only: the code starts every case number
 
 Outcome = Literal["added", "changed", "unchanged"]
 
@@ -74,8 +76,11 @@ async def hall_counter(*, counter_id: int, hall_id: int) -> Counter:
 
 async def create_hall(*, code: str, name: str, region_code: str, address: str = "",
                       using_db: BaseDBAsyncClient | None = None) -> Hall:
-    if not _REGION.match(region_code):
+    region_code = unicodedata.normalize("NFKC", region_code).strip()
+    if not _REGION.fullmatch(region_code):
         raise ValueError("区划代码应为6位（县级）或9位（乡镇级）数字")
+    if not regions.is_known(region_code[:6]):
+        raise ValueError("区划代码的前6位不是有效的县级以上行政区划代码（GB/T 2260）")
     if await Hall.filter(code=code).using_db(using_db).exists():
         raise DomainError("catalog.hall_exists")
     return await Hall.create(code=code, name=name, region_code=region_code, address=address,
