@@ -136,6 +136,28 @@ def migrate() -> None:
 
     asyncio.run(db.migrate(settings.database_url, progress=progress))
     click.echo("migrations up to date")
+    _check_ids_after_migrate()
+
+
+def _check_ids_after_migrate() -> None:
+    """`identity check-ids` after the migrations: printed, never failing the release (the migrations are in,
+    and rows stored before one normal form existed are for an operator to look at)."""
+    from backend.identity.commands import run_check
+
+    try:
+        report = run_with_db(run_check)
+    except Exception as exc:  # the check is advice; the migrations it follows have succeeded
+        click.echo(f"identity check could not run ({type(exc).__name__}); try `palmhall identity check-ids`",
+                   err=True)
+        return
+    if report is None:
+        click.echo("identity check skipped: no data key configured")
+        return
+    for line in report.lines():
+        click.echo(f"identity check: {line}")
+    if report.found:
+        click.echo("identity check: found rows to look at (listed above); `palmhall identity check-ids` "
+                   "reports them again and exits 1 while any remain")
 
 
 @main.command()
@@ -465,10 +487,11 @@ def _register_domain_commands() -> None:
     from backend.catalog.calendar_commands import calendar
     from backend.catalog.commands import catalog
     from backend.hall_sync.commands import hall_sync
+    from backend.identity.commands import identity_group, regions_group
     from notifications.commands import notifications
     from payments.commands import payments
 
-    for group in (calendar, catalog, payments, hall_sync, notifications):
+    for group in (calendar, catalog, payments, hall_sync, notifications, regions_group, identity_group):
         main.add_command(group)
 
 

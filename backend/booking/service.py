@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -20,6 +21,7 @@ from backend.booking.models import Appointment, AppointmentStatus, BookingBar, B
 from backend.catalog.models import Hall, ServiceItem
 from backend.clock import SHANGHAI
 from backend.errors import DomainError, register_codes
+from backend.identity.personal import StoredIdentifier
 from backend.jobs import outbox
 
 register_codes({
@@ -457,3 +459,18 @@ async def appointment_parties(*, appointment_id: int) -> dict[str, int] | None:
     if not row:
         return None
     return {"resident_id": int(row["resident_id"]), "item_id": int(row["item_id"]), "hall_id": int(row["hall_id"])}
+
+
+async def stored_person_hashes(*, batch: int = 1000) -> AsyncIterator[StoredIdentifier]:
+    """The keyed ID-number hash of every appointment and booking bar (for `identity check-ids`): these rows
+    keep no number, so a hash taken from a number not in its normal form can only be matched."""
+    for model, table in ((Appointment, "appointment"), (BookingBar, "booking_bar")):
+        last = 0
+        while True:
+            rows = await model.filter(id__gt=last).order_by("id").limit(batch).values_list("id", "person_hash")
+            if not rows:
+                break
+            for row_id, person_hash in rows:
+                last = row_id
+                yield StoredIdentifier(table=table, row_id=row_id, field="person_hash", kind="id_number", value=None,
+                                       hash=person_hash)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -35,7 +36,7 @@ from backend.crypto import KeyRing, blind_index
 from backend.errors import DomainError, register_codes
 from backend.identity import service as identity
 from backend.identity.models import StaffRole
-from backend.identity.personal import mask_id_number, mask_name
+from backend.identity.personal import StoredIdentifier, mask_id_number, mask_name, read_stored
 from backend.identity.service import StaffPrincipal
 from backend.jobs import outbox
 
@@ -844,3 +845,35 @@ async def case_parties(*, case_id: int) -> dict[str, int | None] | None:
     return {"resident_id": None if row["resident_id"] is None else int(row["resident_id"]),
             "item_id": int(row["item_id"]), "hall_id": int(row["hall_id"]),
             "fee_total_fen": int(row["fee_total_fen"] or 0)}
+
+
+async def stored_identifiers(*, keyring: KeyRing, batch: int = 1000) -> AsyncIterator[StoredIdentifier]:
+    """Every case's applicant ID number (with its keyed hash) and postal phone, and every certificate holder's
+    ID number, as stored (for `identity check-ids`)."""
+    last = 0
+    while True:
+        rows = await (Case.filter(id__gt=last).order_by("id").limit(batch)
+                      .values_list("id", "applicant_id_number_enc", "applicant_hash", "delivery_address_enc"))
+        if not rows:
+            break
+        for case_id, id_enc, person_hash, address_enc in rows:
+            last = case_id
+            yield read_stored(keyring, id_enc, aad="case.applicant_id_number", table="cases", row_id=case_id,
+                              field="applicant_id_number", kind="id_number", hash=person_hash)
+            if address_enc:
+                address = read_stored(keyring, address_enc, aad="case.delivery_address", table="cases",
+                                      row_id=case_id, field="delivery_phone", kind="phone", hash=None)
+                phone = json.loads(address.value).get("phone") if address.value is not None else None
+                if address.value is None or phone:
+                    yield StoredIdentifier(table="cases", row_id=case_id, field="delivery_phone", kind="phone",
+                                           value=phone, hash=None, unreadable=address.unreadable)
+    last = 0
+    while True:
+        certs = await (Certificate.filter(id__gt=last).order_by("id").limit(batch)
+                       .values_list("id", "holder_id_number_enc", "holder_hash"))
+        if not certs:
+            break
+        for cert_id, id_enc, holder_hash in certs:
+            last = cert_id
+            yield read_stored(keyring, id_enc, aad="certificate.holder_id_number", table="certificate",
+                              row_id=cert_id, field="holder_id_number", kind="id_number", hash=holder_hash)

@@ -7,6 +7,7 @@ import hashlib
 import secrets
 import string
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,7 +34,7 @@ from backend.identity.models import (
     StaffGrant,
     StaffRole,
 )
-from backend.identity.personal import mask_id_number, mask_name, mask_phone
+from backend.identity.personal import StoredIdentifier, mask_id_number, mask_name, mask_phone, read_stored
 from backend.identity.realname import RealNameVerifier
 
 register_codes({
@@ -693,6 +694,23 @@ async def rotate_keys(*, keyring: KeyRing, batch: int = 500) -> dict[str, int]:
         await audit.record(using_db=tx, actor_kind="operator", actor_id="cli", action="keys.rotated",
                            details={**counts, "current_key": keyring.current})
     return counts
+
+
+async def stored_identifiers(*, keyring: KeyRing, batch: int = 1000) -> AsyncIterator[StoredIdentifier]:
+    """Every resident's ID number and phone as stored, with their keyed hashes (for `identity check-ids`)."""
+    last = 0
+    while True:
+        rows = await (Resident.filter(id__gt=last, id_number_enc__not_isnull=True).order_by("id").limit(batch)
+                      .values_list("id", "id_number_enc", "id_number_hash", "phone_enc", "phone_hash"))
+        if not rows:
+            return
+        for rid, id_enc, id_hash, phone_enc, phone_hash in rows:
+            last = rid
+            yield read_stored(keyring, id_enc, aad="resident.id_number", table="resident", row_id=rid,
+                              field="id_number", kind="id_number", hash=id_hash)
+            if phone_enc:
+                yield read_stored(keyring, phone_enc, aad="resident.phone", table="resident", row_id=rid,
+                                  field="phone", kind="phone", hash=phone_hash)
 
 
 # ---- reaching a resident (notifications) ----------------------------------------------------------
