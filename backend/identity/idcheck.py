@@ -110,7 +110,7 @@ class SplitPerson:
 
     def line(self) -> str:
         under = [f"{self.hashes} keyed hashes"] if self.hashes > 1 else []
-        if self.residents > 1:
+        if self.kind == "id_number" and self.residents > 1:  # residents may share a phone, not an ID number
             under.append(f"{self.residents} residents")
         return f"one person, {self.kind} {self.masked}, under {' and '.join(under)}: {', '.join(self.rows)}"
 
@@ -204,4 +204,5 @@ async def check(*, keyring: KeyRing, hash_key: str) -> Report:
         if len(hashes) > 1 or (kind == "id_number" and len(residents) > 1):
             report.splits.append(SplitPerson(kind=kind, masked=_mask(kind, normal), rows=tuple(
                 _where(m) for m in members), hashes=len(hashes), residents=len(residents)))
+    report.rows.sort(key=lambda f: (TABLES.index(f.stored.table), f.stored.row_id, f.stored.field))
     return report
