@@ -354,7 +354,8 @@ def test_refresh_refuses_an_older_year_a_partial_list_and_a_file_without_codes(t
 def test_lists_are_read_from_text_csv_and_gb18030() -> None:
     assert parse_list("行政区划代码,单位名称\n110000,北京市\n\"110105\",\"朝阳区\"\n") == {
         "110000": "北京市", "110105": "朝阳区"}
-    assert parse_list("110000\t北京市\n１１０１０５　朝阳区\n# 注释\n") == {"110000": "北京市", "110105": "朝阳区"}
+    assert parse_list("110000\t北京市\n１１０１０５　朝阳区\n# 注释\n110106丰台区\n") == {
+        "110000": "北京市", "110105": "朝阳区", "110106": "丰台区"}
     with pytest.raises(ListError, match="twice"):
         parse_list("110105 朝阳区\n110105 海淀区\n")
 

@@ -99,8 +99,9 @@ def _entries(text: str) -> list[list[str]]:
         parser.feed(text)
         parser.close()
         return [[c for c in (_clean(cell) for cell in row) if c] for row in parser.rows]
-    return [[c for c in (_clean(t.strip('"')) for t in _SEPARATORS.split(_clean(line))) if c]
-            for line in text.splitlines()]
+    # Text copied from the page may run the code into the name ("110000北京市").
+    lines = (re.sub(r"^([0-9]{6})(?=[^\s0-9])", r"\1 ", _clean(line)) for line in text.splitlines())
+    return [[c for c in (_clean(t.strip('"')) for t in _SEPARATORS.split(line)) if c] for line in lines]
 
 
 def parse_list(text: str) -> dict[str, str]:
