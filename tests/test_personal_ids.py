@@ -41,7 +41,7 @@ from tests.cases_support import (
     upload_id,
 )
 from tests.conftest import ROOT, TEST_SECRETS, Live, Platforms
-from tests.test_identity import alipay_login, auth, make_id, wechat_login
+from tests.test_identity import alipay_login, auth, join_with_code, make_id, wechat_login
 
 GB_EXAMPLE = "11010519491231002X"  # GB 11643's own example
 FULL = str.maketrans("0123456789X", "０１２３４５６７８９Ｘ")  # full-width forms
@@ -170,11 +170,11 @@ async def test_a_full_width_number_is_the_same_person_not_a_second_one(live: Liv
     r = await live.client.put("/api/v1/mp/me/real-name", json=typed, headers=auth(second))
     assert (r.status_code, r.json()["error"]["code"]) == (409, "identity.id_number_taken")
     assert await Resident.filter(id_number_hash__not_isnull=True).count() == 1
-    # ... and the same person on Alipay, typing it so, joins the first resident instead of becoming a second.
+    # ... and the same person on Alipay, typing it so, is that person: the code goes to their phone on record,
+    # and with it the Alipay login joins the first resident instead of becoming a second.
     ali = await alipay_login(live, platforms)
-    r = await live.client.put("/api/v1/mp/me/real-name", json=typed, headers=auth(ali))
-    assert r.status_code == 200, r.text
-    assert r.json()["merged"] is True and r.json()["profile"]["id"] == first["resident_id"]
+    joined = await join_with_code(live, platforms, ali, typed, phone=ZHANG["phone"])
+    assert joined["merged"] is True and joined["profile"]["id"] == first["resident_id"]
     assert await Resident.filter(id_number_hash__not_isnull=True).count() == 1
 
 
