@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import secrets
 import struct
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,17 +32,19 @@ SIMPLE = make_item_code(AGENCY, "4000607018000")  # free, no certificate, delive
 # ---- files ----------------------------------------------------------------------------------
 
 
-def pdf_bytes(text: str = "palmhall") -> bytes:
-    """A real one-page PDF (with its cross-reference table) that a browser's viewer opens, showing `text`."""
+def pdf_bytes(text: str = "palmhall", *, catalog: bytes = b"", extra: Sequence[bytes] = ()) -> bytes:
+    """A real one-page PDF (with its cross-reference table) that a browser's viewer opens, showing `text`.
+    `catalog` adds entries to the document catalog, `extra` adds objects numbered from 6."""
     shown = text.encode("ascii", "replace").replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)")
     stream = b"BT /F1 24 Tf 30 120 Td (" + shown + b") Tj ET"
     objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Catalog /Pages 2 0 R" + (b" " + catalog if catalog else b"") + b" >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 420 297] /Contents 4 0 R "
         b"/Resources << /Font << /F1 5 0 R >> >> >>",
         b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        *extra,
     ]
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
@@ -63,10 +67,23 @@ def png_bytes(seed: int = 0) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", pixel) + chunk(b"IEND", b"")
 
 
-def jpeg_bytes() -> bytes:
-    # SOI, an APP0/JFIF segment, a comment, EOI: enough for a magic-number check and an end marker.
-    return (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
-            b"\xff\xfe\x00\x0apalmhall" + b"\xff\xd9")
+def image_bytes(kind: str, seed: int = 0, size: tuple[int, int] = (2, 2), **options: Any) -> bytes:
+    """A real image of one colour, written by Pillow (installed with qrcode[pil]) as `kind` (PNG, JPEG, WEBP)."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", size, (seed % 256, 128, 64)).save(out, kind, **options)
+    return out.getvalue()
+
+
+def jpeg_bytes(seed: int = 0, size: tuple[int, int] = (2, 2)) -> bytes:
+    """A real baseline JPEG (JFIF, tables, frame header, scan) that a browser decodes."""
+    return image_bytes("JPEG", seed, size, quality=90)
+
+
+def webp_bytes(seed: int = 0, size: tuple[int, int] = (2, 2), *, lossless: bool = False) -> bytes:
+    """A real WebP: lossy (VP8) by default, lossless (VP8L) on request."""
+    return image_bytes("WEBP", seed, size, lossless=lossless)
 
 
 # ---- people and places ----------------------------------------------------------------------
