@@ -100,6 +100,7 @@ VARS: tuple[Var, ...] = (
     Var("NO_SHOW_LIMIT", "no_show_limit", "3", "no-shows within 90 days that bar an ID number from booking"),
     Var("NO_SHOW_BAR_DAYS", "no_show_bar_days", "30", "how long such a bar lasts"),
     Var("UPLOAD_MAX_BYTES", "upload_max_bytes", "10485760", "largest material file a resident may upload (bytes)"),
+    Var("UPLOAD_MAX_PIXELS", "upload_max_pixels", "40000000", "most pixels (width × height, read from the header) an uploaded image may have, so none is too big for a clerk's browser to decode"),
     Var("UPLOAD_DAILY_LIMIT", "upload_daily_limit", "50", "uploads per resident per day (Asia/Shanghai)"),
     Var("FILE_STORE", "file_store", "local", "where material files are kept: `local` (FILES_DIR) or `s3` (any S3-compatible store)"),
     Var("FILES_DIR", "files_dir", "var/files", "folder of the local file store (content-addressed by SHA-256)"),
@@ -215,6 +216,7 @@ class Settings(BaseModel):
     no_show_limit: int = Field(3, ge=1)
     no_show_bar_days: int = Field(30, ge=1)
     upload_max_bytes: int = Field(10485760, ge=1)
+    upload_max_pixels: int = Field(40000000, ge=1)
     upload_daily_limit: int = Field(50, ge=1)
     file_store: Literal["local", "s3"] = "local"
     files_dir: str = "var/files"

@@ -35,10 +35,11 @@ def _links(request: Request) -> dict[str, str]:
 
 
 @bp.post("/uploads")
-@openapi.summary("Upload one material file (PDF, JPEG or PNG, decided by its bytes)")
+@openapi.summary("Upload one material file (PDF, JPEG, PNG or WebP, decided by its bytes)")
 @openapi.description("multipart/form-data with one file in the field `file`. Refusals: upload.missing_file, "
-                     "upload.empty, upload.too_large, upload.type_not_allowed, upload.truncated, upload.bad_name, "
-                     "upload.daily_limit.")
+                     "upload.empty, upload.too_large (details.reason: bytes, or pixels for an image of more "
+                     "than UPLOAD_MAX_PIXELS), upload.type_not_allowed, upload.truncated, upload.damaged (an "
+                     "image whose size cannot be read), upload.bad_name, upload.daily_limit.")
 @openapi.tag("mini program")
 @openapi.secured("resident")
 @openapi.body({"multipart/form-data": {"file": bytes}})
@@ -52,6 +53,7 @@ async def upload(request: Request) -> HTTPResponse:
     f = picked[0]
     answer = await cases.store_upload(resident_id=rid, data=f.body, name=f.name, store=files.store_for(ctx.settings),
                                       max_bytes=ctx.settings.upload_max_bytes,
+                                      max_pixels=ctx.settings.upload_max_pixels,
                                       daily_limit=ctx.settings.upload_daily_limit)
     return json(answer, status=201, ensure_ascii=False)
 

@@ -173,7 +173,8 @@ async def upload_id_for(live: Live, platforms: Platforms, headers: dict[str, str
 
     rid = int(identity_from(headers, live))
     out = await cases.store_upload(resident_id=rid, data=pdf_bytes(uuid.uuid4().hex), name="form.pdf",
-                                   store=files.store_for(live.app.ctx.settings), max_bytes=10**7, daily_limit=100)
+                                   store=files.store_for(live.app.ctx.settings), max_bytes=10**7, max_pixels=10**7,
+                                   daily_limit=100)
     return int(out["id"])
 
 

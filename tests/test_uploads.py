@@ -1,27 +1,36 @@
-"""Material uploads through the HTTP API: every refusal, content-addressed storage, and the S3 store."""
+"""Material uploads through the HTTP API: every refusal (pixel bombs among them), the header readers behind
+them, content-addressed storage, and the S3 store."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
+import random
+import struct
 import uuid
+import zlib
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse, empty, raw
 
 from backend.audit.models import AuditEntry
 from backend.cases import files
 from backend.cases.files import S3Config, S3FileStore, check_file
+from backend.cases.formats import image_size, jpeg_size, png_size, sniff, webp_size
 from backend.cases.models import Upload
 from backend.errors import DomainError
-from tests.cases_support import jpeg_bytes, pdf_bytes, png_bytes, resident, upload
+from tests.cases_support import image_bytes, jpeg_bytes, pdf_bytes, png_bytes, resident, upload, webp_bytes
 from tests.conftest import Live, Platforms, start_app, stop_app
 
 MAX = 4096
+PIXELS = 40_000_000  # the default UPLOAD_MAX_PIXELS
 
 
 @pytest.fixture
@@ -50,11 +59,11 @@ async def post_raw(live: Live, headers: dict[str, str], name: bytes, data: bytes
     return await live.client.post("/api/v1/mp/uploads", content=body, headers={**headers, **h})
 
 
-async def test_pdf_jpeg_and_png_are_stored_under_their_hash(live: Live, platforms: Platforms, files_dir: Path
-                                                             ) -> None:
+async def test_pdf_jpeg_png_and_webp_are_stored_under_their_hash(live: Live, platforms: Platforms, files_dir: Path
+                                                                  ) -> None:
     me = await resident(live, platforms)
     for data, name, kind in ((pdf_bytes(), "申请表.pdf", "application/pdf"), (jpeg_bytes(), "身份证.jpg", "image/jpeg"),
-                             (png_bytes(), "照片.png", "image/png")):
+                             (png_bytes(), "照片.png", "image/png"), (webp_bytes(), "微信图片.webp", "image/webp")):
         r = await upload(live, me, data, name, "application/octet-stream")
         assert r.status_code == 201, r.text
         digest = hashlib.sha256(data).hexdigest()
@@ -63,9 +72,9 @@ async def test_pdf_jpeg_and_png_are_stored_under_their_hash(live: Live, platform
         assert stored.read_bytes() == data
     # Nothing in the store carries a name a client chose.
     assert sorted(p.name for p in files_dir.rglob("*") if p.is_file()) == sorted(
-        hashlib.sha256(d).hexdigest() for d in (pdf_bytes(), jpeg_bytes(), png_bytes()))
-    assert await Upload.all().count() == 3
-    assert await AuditEntry.filter(action="upload.stored").count() == 3
+        hashlib.sha256(d).hexdigest() for d in (pdf_bytes(), jpeg_bytes(), png_bytes(), webp_bytes()))
+    assert await Upload.all().count() == 4
+    assert await AuditEntry.filter(action="upload.stored").count() == 4
 
 
 async def test_the_bytes_decide_the_type_not_the_name_or_declared_type(live: Live, platforms: Platforms) -> None:
@@ -143,11 +152,256 @@ async def test_daily_count_per_resident(live: Live, platforms: Platforms, frozen
 
 
 def test_check_file_directly() -> None:
-    assert check_file(pdf_bytes() + b"\r\n", name="a.pdf", max_bytes=MAX).content_type == "application/pdf"
-    assert check_file(jpeg_bytes(), name=None, max_bytes=MAX).display_name == "未命名文件"
+    assert check_file(pdf_bytes() + b"\r\n", name="a.pdf", max_bytes=MAX, max_pixels=PIXELS
+                      ).content_type == "application/pdf"
+    assert check_file(jpeg_bytes(), name=None, max_bytes=MAX, max_pixels=PIXELS).display_name == "未命名文件"
     with pytest.raises(DomainError) as exc:
-        check_file(b"%PDF-1.7\n" + b"0" * 100, name="a.pdf", max_bytes=MAX)
+        check_file(b"%PDF-1.7\n" + b"0" * 100, name="a.pdf", max_bytes=MAX, max_pixels=PIXELS)
     assert exc.value.code == "upload.truncated"
+    with pytest.raises(DomainError) as exc:
+        check_file(pdf_bytes() + b" " * MAX, name="a.pdf", max_bytes=MAX, max_pixels=PIXELS)
+    assert (exc.value.code, exc.value.details["reason"]) == ("upload.too_large", "bytes")
+
+
+# ---- images too big to decode --------------------------------------------------------------------
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A pixel bomb: IHDR claims width × height (RGB), the IDAT is a few bytes of zlib, the IEND is valid."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+            + png_chunk(b"IEND", b""))
+
+
+def png_with(*chunks: bytes, base: bytes | None = None) -> bytes:
+    """A real PNG with more chunks just before its IEND."""
+    real = base if base is not None else png_bytes()
+    return real[:-12] + b"".join(chunks) + real[-12:]
+
+
+def jpeg_claiming(width: int, height: int) -> bytes:
+    """A real JPEG whose frame header (SOF0) is rewritten to claim width × height."""
+    real = jpeg_bytes()
+    sof = real.index(b"\xff\xc0")
+    return real[:sof + 5] + struct.pack(">HH", height, width) + real[sof + 9:]
+
+
+def jpeg_with(marker: int, payload: bytes, base: bytes | None = None) -> bytes:
+    """A real JPEG with one more segment right after SOI (where cameras put APP1/EXIF)."""
+    real = base if base is not None else jpeg_bytes()
+    return real[:2] + bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload + real[2:]
+
+
+def webp_claiming(kind: str, width: int, height: int) -> bytes:
+    """A real WebP whose first chunk claims width × height: VP8 (lossy), VP8L (lossless) or VP8X (canvas)."""
+    if kind == "VP8X":
+        vp8x = b"VP8X" + struct.pack("<I", 10) + b"\x00" * 4 + (width - 1).to_bytes(3, "little") + (
+            height - 1).to_bytes(3, "little")
+        body = b"WEBP" + vp8x + webp_bytes()[12:]
+        return b"RIFF" + struct.pack("<I", len(body)) + body
+    if kind == "VP8L":
+        real = webp_bytes(lossless=True)
+        bits = struct.unpack_from("<I", real, 21)[0] & ~0x0FFFFFFF | (width - 1) | (height - 1) << 14
+        return real[:21] + struct.pack("<I", bits) + real[25:]
+    real = webp_bytes()
+    return real[:26] + struct.pack("<HH", width, height) + real[30:]
+
+
+async def nothing_stored(files_dir: Path) -> None:
+    assert await Upload.all().count() == 0
+    assert await AuditEntry.filter(action="upload.stored").count() == 0
+    assert not files_dir.exists() or not any(p.is_file() for p in files_dir.rglob("*"))
+
+
+@pytest.mark.parametrize(("data", "width", "height"), [
+    pytest.param(png_claiming(20000, 20000), 20000, 20000, id="png"),
+    pytest.param(jpeg_claiming(10000, 10000), 10000, 10000, id="jpeg"),
+    pytest.param(webp_claiming("VP8X", 20000, 20000), 20000, 20000, id="webp-vp8x"),
+    pytest.param(webp_claiming("VP8L", 16384, 16384), 16384, 16384, id="webp-vp8l"),
+    pytest.param(webp_claiming("VP8 ", 16383, 16383), 16383, 16383, id="webp-vp8"),
+])
+async def test_pixel_bombs_are_refused_and_nothing_is_stored(live: Live, platforms: Platforms, files_dir: Path,
+                                                             data: bytes, width: int, height: int) -> None:
+    assert len(data) < 1024  # a few hundred bytes that would take gigabytes to decode
+    me = await resident(live, platforms)
+    r = await post_raw(live, me, b"photo.jpg", data, content_type=b"image/jpeg")
+    assert (r.status_code, r.json()["error"]["code"]) == (413, "upload.too_large"), r.text
+    assert r.json()["error"]["details"] == {"reason": "pixels", "max_pixels": PIXELS, "width": width,
+                                            "height": height}
+    assert r.json()["error"]["message"]
+    await nothing_stored(files_dir)
+
+
+class TestPixelLimit:
+    @pytest.fixture
+    def settings_overrides(self, files_dir: Path) -> dict[str, Any]:
+        return {"files_dir": str(files_dir), "upload_max_bytes": MAX, "upload_max_pixels": 12}
+
+    @pytest.mark.parametrize(("kind", "options", "content_type"), [
+        ("PNG", {}, "image/png"), ("JPEG", {}, "image/jpeg"), ("WEBP", {}, "image/webp"),
+        ("WEBP", {"lossless": True}, "image/webp"),
+    ])
+    async def test_exactly_the_limit_is_accepted_one_pixel_more_is_not(
+            self, live: Live, platforms: Platforms, kind: str, options: dict[str, Any], content_type: str) -> None:
+        me = await resident(live, platforms)
+        r = await upload(live, me, image_bytes(kind, 1, (4, 3), **options), "4x3", content_type)
+        assert r.status_code == 201 and r.json()["content_type"] == content_type, r.text
+        r = await upload(live, me, image_bytes(kind, 2, (13, 1), **options), "13x1", content_type)
+        assert (r.status_code, r.json()["error"]["code"]) == (413, "upload.too_large"), r.text
+        assert r.json()["error"]["details"] == {"reason": "pixels", "max_pixels": 12, "width": 13, "height": 1}
+        assert await Upload.all().count() == 1
+
+
+# The test helper's JPEG before it became a real one: SOI, APP0/JFIF, a comment, EOI, and no frame header.
+NO_FRAME_JPEG = (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+                 b"\xff\xfe\x00\x0apalmhall\xff\xd9")
+
+
+@pytest.mark.parametrize(("data", "content_type", "reason"), [
+    pytest.param(NO_FRAME_JPEG, "image/jpeg", "no_size", id="jpeg-without-frame-header"),
+    pytest.param(b"\x89PNG\r\n\x1a\n" + png_chunk(b"tEXt", b"Title\x00x") + png_bytes()[8:], "image/png", "no_size",
+                 id="png-ihdr-not-first"),
+    pytest.param(png_claiming(0, 10), "image/png", "zero_size", id="png-zero-width"),
+    pytest.param(webp_claiming("VP8 ", 10, 0), "image/webp", "zero_size", id="webp-zero-height"),
+])
+async def test_images_whose_size_cannot_be_read_are_refused(live: Live, platforms: Platforms, files_dir: Path,
+                                                            data: bytes, content_type: str, reason: str) -> None:
+    me = await resident(live, platforms)
+    r = await post_raw(live, me, b"photo", data, content_type=b"image/png")
+    assert (r.status_code, r.json()["error"]["code"]) == (422, "upload.damaged"), r.text
+    assert r.json()["error"]["details"] == {"content_type": content_type, "reason": reason}
+    await nothing_stored(files_dir)
+
+
+# ---- ordinary files, and the header readers on any input ---------------------------------------
+
+XMP = (b'<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
+       b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+       b'xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:CreatorTool="HUAWEI P40"/></rdf:RDF></x:xmpmeta>'
+       b'<?xpacket end="w"?>')
+
+
+def _noise(seed: int, size: tuple[int, int]) -> Any:
+    from PIL import Image
+
+    return Image.frombytes("RGB", size, random.Random(seed).randbytes(size[0] * size[1] * 3))
+
+
+def _saved(image: Any, kind: str, **options: Any) -> bytes:
+    out = io.BytesIO()
+    image.save(out, kind, **options)
+    return out.getvalue()
+
+
+def test_ordinary_photos_and_scans_pass_every_check() -> None:
+    """Megabytes of camera-like noise with EXIF and XMP as phones write them, and PDFs from a common writer."""
+    from PIL import Image, PngImagePlugin
+
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "HUAWEI", "ELS-AN00"
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Software", "Snipaste")
+    text.add_itxt("XML:com.adobe.xmp", XMP.decode())
+    photo, page = _noise(1, (1600, 1200)), _noise(2, (1240, 1754))
+    cases = [
+        (_saved(photo, "JPEG", quality=92, exif=exif, xmp=XMP), "image/jpeg", (1600, 1200)),
+        (_saved(photo, "JPEG", quality=85, progressive=True), "image/jpeg", (1600, 1200)),
+        (_saved(_noise(3, (800, 600)), "PNG", pnginfo=text), "image/png", (800, 600)),
+        (_saved(photo, "WEBP", quality=80, exif=exif, xmp=XMP), "image/webp", (1600, 1200)),
+        (_saved(_noise(4, (700, 500)), "WEBP", lossless=True), "image/webp", (700, 500)),
+        (_saved(page, "PDF", resolution=150), "application/pdf", None),
+        (_saved(page, "PDF", save_all=True, append_images=[_noise(5, (1240, 1754))], title="居住证明"),
+         "application/pdf", None),
+    ]
+    for data, content_type, size in cases:
+        checked = check_file(data, name="scan", max_bytes=10 * 1024 * 1024, max_pixels=PIXELS)
+        assert checked.content_type == content_type
+        assert image_size(content_type, data) == size
+
+
+def test_readers_give_width_then_height() -> None:
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x010F] = "Xiaomi"
+    for data in (image_bytes("PNG", size=(3, 5)), jpeg_bytes(size=(3, 5)), webp_bytes(size=(3, 5)),
+                 webp_bytes(size=(3, 5), lossless=True), image_bytes("WEBP", size=(3, 5), exif=exif)):
+        kind = sniff(data)
+        assert kind is not None and image_size(kind, data) == (3, 5), (kind, data[:16])
+    assert image_bytes("WEBP", size=(3, 5), exif=exif)[12:16] == b"VP8X"
+
+
+def test_jpeg_size_comes_from_the_image_not_its_exif_thumbnail() -> None:
+    with_thumbnail = jpeg_with(0xE1, b"Exif\x00\x00" + jpeg_bytes(size=(160, 120)), base=jpeg_bytes(size=(3, 5)))
+    assert jpeg_size(with_thumbnail) == (3, 5)
+    # Fill bytes before a marker, and stray bytes between segments, are skipped as libjpeg skips them.
+    real = jpeg_bytes(size=(3, 5))
+    assert jpeg_size(real[:2] + b"\xff\xff\xff" + real[2:]) == (3, 5)
+    assert jpeg_size(real[:2] + b"\x00junk" + real[2:]) == (3, 5)
+    # A scan (SOS) or the end (EOI) before any frame header: not an image.
+    assert jpeg_size(b"\xff\xd8\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00" + b"\x12" * 50 + b"\xff\xd9") is None
+    assert jpeg_size(NO_FRAME_JPEG) is None
+
+
+REAL_FILES = [png_bytes(), image_bytes("PNG", size=(3, 5)), jpeg_bytes(size=(3, 5)), jpeg_with(0xFE, b"x" * 40),
+              webp_bytes(size=(3, 5)), webp_bytes(size=(3, 5), lossless=True), webp_claiming("VP8X", 3, 5),
+              pdf_bytes()]
+
+
+def test_readers_on_every_truncation_give_the_size_or_nothing() -> None:
+    for data in REAL_FILES:
+        kind = sniff(data)
+        assert kind is not None
+        full = image_size(kind, data)
+        for cut in range(len(data.rstrip(b"\n"))):  # a PDF without its last line end is still whole
+            for reader in (png_size, jpeg_size, webp_size):
+                got = reader(data[:cut])
+                assert got is None or (reader is {"image/png": png_size, "image/jpeg": jpeg_size}.get(
+                    kind, webp_size) and got == full)
+            with pytest.raises(DomainError) as exc:
+                check_file(data[:cut], name="cut", max_bytes=MAX, max_pixels=PIXELS)
+            assert exc.value.code in ("upload.empty", "upload.type_not_allowed", "upload.truncated",
+                                      "upload.damaged"), (kind, cut, exc.value.code)
+
+
+MAGIC = [b"", b"\x89PNG\r\n\x1a\n", b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR", b"\xff\xd8", b"\xff\xd8\xff",
+         b"\xff\xd8\xff\xc0", b"RIFF\x00\x00\x00\x00WEBPVP8 ", b"RIFF\xff\xff\xff\xffWEBPVP8L",
+         b"RIFF\x20\x00\x00\x00WEBPVP8X", b"%PDF-1.7\n"]
+REFUSALS = {"upload.empty", "upload.too_large", "upload.type_not_allowed", "upload.truncated", "upload.damaged"}
+
+
+def _answer_or_refusal(data: bytes) -> None:
+    for reader in (png_size, jpeg_size, webp_size):
+        got = reader(data)
+        assert got is None or (isinstance(got, tuple) and all(0 <= n < 2**32 for n in got))
+    try:
+        checked = check_file(data, name="x", max_bytes=MAX, max_pixels=PIXELS)
+    except DomainError as exc:
+        assert exc.code in REFUSALS, exc.code
+    else:
+        assert checked.size == len(data)
+
+
+@settings(max_examples=400, deadline=None)
+@given(magic=st.sampled_from(MAGIC), rest=st.binary(max_size=300), end=st.sampled_from(
+    [b"", b"\xff\xd9", b"\x00\x00\x00\x00IEND\xaeB`\x82", b"\n%%EOF\n"]))
+def test_readers_and_checks_on_random_bytes_answer_or_refuse(magic: bytes, rest: bytes, end: bytes) -> None:
+    _answer_or_refusal(magic + rest + end)
+
+
+@settings(max_examples=400, deadline=None)
+@given(base=st.sampled_from(REAL_FILES), edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)),
+                                                        max_size=8))
+def test_readers_and_checks_on_damaged_real_files_answer_or_refuse(base: bytes, edits: list[tuple[int, int]]
+                                                                   ) -> None:
+    data = bytearray(base)
+    for at, value in edits:
+        data[at % len(data)] = value
+    _answer_or_refusal(bytes(data))
 
 
 # ---- the S3-compatible store ----------------------------------------------------------------

@@ -16,49 +16,23 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from backend.cases.formats import ALLOWED, IMAGES, image_size, is_complete, sniff
 from backend.errors import DomainError, register_codes
 
 register_codes({
     "upload.missing_file": (400, "请选择要上传的文件（multipart 表单字段 file，每次一个）"),
     "upload.empty": (422, "上传的文件是空的"),
-    "upload.too_large": (413, "文件过大，请压缩后重新上传"),
-    "upload.type_not_allowed": (415, "只能上传 PDF、JPEG 或 PNG 文件"),
+    "upload.too_large": (413, "文件过大或图片尺寸过大，请压缩后重新上传"),
+    "upload.type_not_allowed": (415, "只能上传 PDF、JPEG、PNG 或 WebP 文件"),
     "upload.truncated": (422, "文件不完整（可能上传中断或已损坏），请重新上传"),
+    "upload.damaged": (422, "无法读取图片的尺寸（文件已损坏或不是有效的图片），请重新拍照或导出后上传"),
     "upload.bad_name": (422, "文件名不合规：不能含路径分隔符或控制字符，且不超过100个字"),
     "upload.daily_limit": (429, "今日上传次数已达上限，请明天再试"),
     "upload.not_found": (404, "未找到该文件"),
     "files.unavailable": (503, "文件存储暂不可用，请稍后重试"),
 })
 
-PDF, JPEG, PNG = "application/pdf", "image/jpeg", "image/png"
-ALLOWED = (PDF, JPEG, PNG)
 MAX_NAME_CHARS = 100
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# The last 12 bytes of every complete PNG: length 0, "IEND", and that chunk's fixed CRC.
-_PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
-
-
-def sniff(data: bytes) -> str | None:
-    """The content type the bytes themselves declare (magic numbers), or None."""
-    if data.startswith(b"%PDF-"):
-        return PDF
-    if data.startswith(b"\xff\xd8\xff"):
-        return JPEG
-    if data.startswith(_PNG_SIGNATURE):
-        return PNG
-    return None
-
-
-def is_complete(content_type: str, data: bytes) -> bool:
-    """A file cut short in transfer lacks its end marker."""
-    if content_type == PDF:
-        # Writers may put a line end (or NUL padding) after the marker.
-        return data.rstrip(b"\r\n \t\x00").endswith(b"%%EOF")
-    if content_type == JPEG:
-        return data.rstrip(b"\x00").endswith(b"\xff\xd9")
-    if content_type == PNG:
-        return data.endswith(_PNG_IEND)
-    return False
 
 
 def check_name(name: str | None) -> str:
@@ -83,18 +57,28 @@ class Checked:
     display_name: str
 
 
-def check_file(data: bytes, *, name: str | None, max_bytes: int) -> Checked:
-    """Every refusal of an upload, decided from the bytes (never the name or the declared type)."""
+def check_file(data: bytes, *, name: str | None, max_bytes: int, max_pixels: int) -> Checked:
+    """Every refusal of an upload, decided from the bytes (never the name or the declared type): nothing a
+    clerk's browser would choke on (an image too many pixels to decode)."""
     display = check_name(name)
     if not data:
         raise DomainError("upload.empty")
     if len(data) > max_bytes:
-        raise DomainError("upload.too_large", details={"max_bytes": max_bytes, "size": len(data)})
+        raise DomainError("upload.too_large", details={"reason": "bytes", "max_bytes": max_bytes, "size": len(data)})
     kind = sniff(data)
     if kind is None:
         raise DomainError("upload.type_not_allowed", details={"allowed": list(ALLOWED)})
     if not is_complete(kind, data):
         raise DomainError("upload.truncated", details={"content_type": kind})
+    if kind in IMAGES:
+        size = image_size(kind, data)
+        if size is None or 0 in size:
+            raise DomainError("upload.damaged", details={"content_type": kind,
+                                                         "reason": "no_size" if size is None else "zero_size"})
+        width, height = size
+        if width * height > max_pixels:
+            raise DomainError("upload.too_large", details={"reason": "pixels", "max_pixels": max_pixels,
+                                                           "width": width, "height": height})
     return Checked(content_type=kind, sha256=hashlib.sha256(data).hexdigest(), size=len(data),
                    display_name=display)
 

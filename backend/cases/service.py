@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -121,9 +122,10 @@ def _owner_filter(resident_id: int, person_hash: str | None) -> Q:
 
 
 async def store_upload(*, resident_id: int, data: bytes, name: str | None, store: FileStore, max_bytes: int,
-                       daily_limit: int) -> dict[str, Any]:
+                       max_pixels: int, daily_limit: int) -> dict[str, Any]:
     """Check the file by its bytes, keep it under its hash, and record it as this resident's."""
-    checked = check_file(data, name=name, max_bytes=max_bytes)
+    # A scan of up to UPLOAD_MAX_BYTES: off the event loop, so other requests are not kept waiting.
+    checked = await asyncio.to_thread(check_file, data, name=name, max_bytes=max_bytes, max_pixels=max_pixels)
     today = deadlines.today()
     if await Upload.filter(resident_id=resident_id, day=today).count() >= daily_limit:
         raise DomainError("upload.daily_limit", details={"limit": daily_limit})
