@@ -39,7 +39,8 @@ def _links(request: Request) -> dict[str, str]:
 @openapi.description("multipart/form-data with one file in the field `file`. Refusals: upload.missing_file, "
                      "upload.empty, upload.too_large (details.reason: bytes, or pixels for an image of more "
                      "than UPLOAD_MAX_PIXELS), upload.type_not_allowed, upload.truncated, upload.damaged (an "
-                     "image whose size cannot be read), upload.bad_name, upload.daily_limit.")
+                     "image whose size cannot be read), upload.mixed_content (a file that is also a web page, "
+                     "script, another format, or a PDF with active content), upload.bad_name, upload.daily_limit.")
 @openapi.tag("mini program")
 @openapi.secured("resident")
 @openapi.body({"multipart/form-data": {"file": bytes}})

@@ -1,5 +1,5 @@
-"""Material uploads through the HTTP API: every refusal (pixel bombs among them), the header readers behind
-them, content-addressed storage, and the S3 store."""
+"""Material uploads through the HTTP API: every refusal (pixel bombs and files of two types among them), the
+header readers behind them, content-addressed storage, and the S3 store."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import io
 import random
 import struct
 import uuid
+import zipfile
 import zlib
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from sanic.response import HTTPResponse, empty, raw
 from backend.audit.models import AuditEntry
 from backend.cases import files
 from backend.cases.files import S3Config, S3FileStore, check_file
-from backend.cases.formats import image_size, jpeg_size, png_size, sniff, webp_size
+from backend.cases.formats import foreign_content, image_size, jpeg_size, png_size, sniff, webp_size
 from backend.cases.models import Upload
 from backend.errors import DomainError
 from tests.cases_support import image_bytes, jpeg_bytes, pdf_bytes, png_bytes, resident, upload, webp_bytes
@@ -163,7 +164,7 @@ def test_check_file_directly() -> None:
     assert (exc.value.code, exc.value.details["reason"]) == ("upload.too_large", "bytes")
 
 
-# ---- images too big to decode --------------------------------------------------------------------
+# ---- images too big to decode, and files of two types ------------------------------------------
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -277,6 +278,49 @@ async def test_images_whose_size_cannot_be_read_are_refused(live: Live, platform
     await nothing_stored(files_dir)
 
 
+def pdf_with_object_stream(obj: bytes) -> bytes:
+    """A PDF whose object 7 sits compressed in an object stream (object 6), as PDF 1.5 writers keep
+    dictionaries; the cross-reference stream that would point into it is left out (the check reads bytes)."""
+    header = b"7 0 "
+    packed = zlib.compress(header + obj)
+    objstm = (b"<< /Type /ObjStm /N 1 /First %d /Filter /FlateDecode /Length %d >>\nstream\n"
+              % (len(header), len(packed)) + packed + b"\nendstream")
+    return pdf_bytes(catalog=b"/OpenAction 7 0 R", extra=[objstm])
+
+
+HTML_PAGE = b"<!DOCTYPE html><html><body><script>fetch('/api/v1/staff/cases')</script></body></html>"
+JS_ACTION = b"<< /S /JavaScript /JS (app.alert\\(1\\)) >>"
+
+
+@pytest.mark.parametrize(("data", "content_type", "reason", "found"), [
+    pytest.param(png_with(png_chunk(b"tEXt", b"Comment\x00<script>alert(document.cookie)</script>")), "image/png",
+                 "markup", "<script", id="png-script-in-text-chunk"),
+    pytest.param(pdf_bytes(extra=[b"<< /Length %d >>\nstream\n" % len(HTML_PAGE) + HTML_PAGE + b"\nendstream"]),
+                 "application/pdf", "markup", "<!doctype", id="pdf-with-html-page"),
+    pytest.param(pdf_bytes(catalog=b"/OpenAction 6 0 R", extra=[JS_ACTION]), "application/pdf", "active_content",
+                 "/JavaScript", id="pdf-javascript"),
+    pytest.param(pdf_with_object_stream(JS_ACTION), "application/pdf", "active_content", "/JavaScript",
+                 id="pdf-javascript-in-object-stream"),
+    pytest.param(jpeg_with(0xFE, pdf_bytes()), "image/jpeg", "embedded_format", "PDF", id="jpeg-pdf-in-comment"),
+    pytest.param(image_bytes("WEBP", xmp=b"<svg onload=alert(1)>"), "image/webp", "markup", "<svg",
+                 id="webp-svg-in-metadata"),
+])
+async def test_files_that_are_also_another_type_are_refused(live: Live, platforms: Platforms, files_dir: Path,
+                                                            data: bytes, content_type: str, reason: str,
+                                                            found: str) -> None:
+    me = await resident(live, platforms)
+    r = await post_raw(live, me, b"scan", data)
+    assert (r.status_code, r.json()["error"]["code"]) == (422, "upload.mixed_content"), r.text
+    assert r.json()["error"]["details"] == {"content_type": content_type, "reason": reason, "found": found}
+    assert "重新" in r.json()["error"]["message"]  # tells the resident to scan or export again
+    await nothing_stored(files_dir)
+
+
+def test_the_object_stream_case_hides_its_action_from_a_raw_scan() -> None:
+    data = pdf_with_object_stream(JS_ACTION)
+    assert b"JavaScript" not in data and b"/JS" not in data
+
+
 # ---- ordinary files, and the header readers on any input ---------------------------------------
 
 XMP = (b'<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
@@ -298,7 +342,8 @@ def _saved(image: Any, kind: str, **options: Any) -> bytes:
 
 
 def test_ordinary_photos_and_scans_pass_every_check() -> None:
-    """Megabytes of camera-like noise with EXIF and XMP as phones write them, and PDFs from a common writer."""
+    """Megabytes of camera-like noise (compressed data looks random, where a careless pattern would match by
+    chance), with EXIF and XMP as phones write them, and PDFs from a common writer (Pillow, as scanner apps)."""
     from PIL import Image, PngImagePlugin
 
     exif = Image.Exif()
@@ -316,6 +361,7 @@ def test_ordinary_photos_and_scans_pass_every_check() -> None:
         (_saved(page, "PDF", resolution=150), "application/pdf", None),
         (_saved(page, "PDF", save_all=True, append_images=[_noise(5, (1240, 1754))], title="居住证明"),
          "application/pdf", None),
+        (pdf_bytes("An ordinary form: <b>bold</b> and a javascript tutorial's title"), "application/pdf", None),
     ]
     for data, content_type, size in cases:
         checked = check_file(data, name="scan", max_bytes=10 * 1024 * 1024, max_pixels=PIXELS)
@@ -371,13 +417,17 @@ def test_readers_on_every_truncation_give_the_size_or_nothing() -> None:
 MAGIC = [b"", b"\x89PNG\r\n\x1a\n", b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR", b"\xff\xd8", b"\xff\xd8\xff",
          b"\xff\xd8\xff\xc0", b"RIFF\x00\x00\x00\x00WEBPVP8 ", b"RIFF\xff\xff\xff\xffWEBPVP8L",
          b"RIFF\x20\x00\x00\x00WEBPVP8X", b"%PDF-1.7\n"]
-REFUSALS = {"upload.empty", "upload.too_large", "upload.type_not_allowed", "upload.truncated", "upload.damaged"}
+REFUSALS = {"upload.empty", "upload.too_large", "upload.type_not_allowed", "upload.truncated", "upload.damaged",
+            "upload.mixed_content"}
 
 
 def _answer_or_refusal(data: bytes) -> None:
     for reader in (png_size, jpeg_size, webp_size):
         got = reader(data)
         assert got is None or (isinstance(got, tuple) and all(0 <= n < 2**32 for n in got))
+    for kind in ("image/png", "image/jpeg", "image/webp", "application/pdf"):
+        foreign = foreign_content(kind, data)
+        assert foreign is None or foreign.found
     try:
         checked = check_file(data, name="x", max_bytes=MAX, max_pixels=PIXELS)
     except DomainError as exc:
@@ -402,6 +452,45 @@ def test_readers_and_checks_on_damaged_real_files_answer_or_refuse(base: bytes, 
     for at, value in edits:
         data[at % len(data)] = value
     _answer_or_refusal(bytes(data))
+
+
+@pytest.mark.parametrize(("data", "kind", "found"), [
+    (pdf_bytes(catalog=b"/OpenAction 6 0 R", extra=[b"<< /S /J#61vaScr#69pt /JS (x) >>"]), "application/pdf",
+     "/JavaScript"),
+    (pdf_bytes(catalog=b"/OpenAction 6 0 R", extra=[b"<< /JS (app.alert\\(1\\)) >>"]), "application/pdf", "/JS"),
+    (pdf_bytes(catalog=b"/OpenAction 6 0 R", extra=[b"<< /S /Launch /F (cmd.exe) >>"]), "application/pdf",
+     "/Launch"),
+    (pdf_bytes(catalog=b"/Names << /EmbeddedFiles << /Names [(a.exe) 6 0 R] >> >>"), "application/pdf",
+     "/EmbeddedFile"),
+    (pdf_bytes(extra=[b"<< /Type /Annot /Subtype /RichMedia >>"]), "application/pdf", "/RichMedia"),
+    (pdf_bytes(catalog=b"/AcroForm << /Fields [] /XFA 6 0 R >>"), "application/pdf", "/XFA"),
+    (pdf_bytes(extra=[b"<< /S /URI /URI (javascript:alert\\(1\\)) >>"]), "application/pdf", "javascript:"),
+    (png_with(png_chunk(b"zIPx", b"PK\x03\x04\x14\x00\x00\x00\x08\x00" + b"\x00" * 20)), "image/png", "ZIP"),
+    (png_with(png_chunk(b"iTXt", b"XML\x00\x00\x00\x00\x00<?xml version='1.0'?><svg/>")), "image/png", "<?xml"),
+    (jpeg_with(0xFE, b"<IFRAME\tsrc=//evil>"), "image/jpeg", "<iframe"),
+])
+def test_what_makes_a_file_two_types(data: bytes, kind: str, found: str) -> None:
+    foreign = foreign_content(kind, data)
+    assert foreign is not None and foreign.found == found
+
+
+def test_zip_appended_to_an_image_is_found() -> None:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("payload.html", "<p>hi</p>")
+    # The archive's comment ends in the JPEG end marker, so the file still "ends like a JPEG".
+    data = jpeg_bytes() + archive.getvalue()[:-2] + b"\x02\x00\xff\xd9"
+    with pytest.raises(DomainError) as exc:
+        check_file(data, name="x.jpg", max_bytes=MAX, max_pixels=PIXELS)
+    assert (exc.value.code, exc.value.details["found"]) == ("upload.mixed_content", "ZIP")
+
+
+def test_short_pdf_keys_inside_stream_data_are_not_active_content() -> None:
+    # Compressed page content can hold the bytes "/JS " or "/XFA " by chance; they are not keys there.
+    content = b"q 1 0 0 1 0 0 cm /JS Do /XFA gs Q"
+    data = pdf_bytes(extra=[b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream"])
+    assert foreign_content("application/pdf", data) is None
+    assert check_file(data, name="ok.pdf", max_bytes=MAX, max_pixels=PIXELS).content_type == "application/pdf"
 
 
 # ---- the S3-compatible store ----------------------------------------------------------------

@@ -16,7 +16,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from backend.cases.formats import ALLOWED, IMAGES, image_size, is_complete, sniff
+from backend.cases.formats import ALLOWED, IMAGES, foreign_content, image_size, is_complete, sniff
 from backend.errors import DomainError, register_codes
 
 register_codes({
@@ -26,6 +26,8 @@ register_codes({
     "upload.type_not_allowed": (415, "只能上传 PDF、JPEG、PNG 或 WebP 文件"),
     "upload.truncated": (422, "文件不完整（可能上传中断或已损坏），请重新上传"),
     "upload.damaged": (422, "无法读取图片的尺寸（文件已损坏或不是有效的图片），请重新拍照或导出后上传"),
+    "upload.mixed_content": (422, "文件中夹带了网页代码、脚本或其他格式的内容，请重新扫描或用相机重新拍照，"
+                                  "或另存为普通的 PDF/图片后再上传"),
     "upload.bad_name": (422, "文件名不合规：不能含路径分隔符或控制字符，且不超过100个字"),
     "upload.daily_limit": (429, "今日上传次数已达上限，请明天再试"),
     "upload.not_found": (404, "未找到该文件"),
@@ -59,7 +61,7 @@ class Checked:
 
 def check_file(data: bytes, *, name: str | None, max_bytes: int, max_pixels: int) -> Checked:
     """Every refusal of an upload, decided from the bytes (never the name or the declared type): nothing a
-    clerk's browser would choke on (an image too many pixels to decode)."""
+    clerk's browser would choke on (an image too many pixels to decode) or run (a file that is also a page)."""
     display = check_name(name)
     if not data:
         raise DomainError("upload.empty")
@@ -79,6 +81,10 @@ def check_file(data: bytes, *, name: str | None, max_bytes: int, max_pixels: int
         if width * height > max_pixels:
             raise DomainError("upload.too_large", details={"reason": "pixels", "max_pixels": max_pixels,
                                                            "width": width, "height": height})
+    foreign = foreign_content(kind, data)
+    if foreign is not None:
+        raise DomainError("upload.mixed_content", details={"content_type": kind, "reason": foreign.reason,
+                                                           "found": foreign.found})
     return Checked(content_type=kind, sha256=hashlib.sha256(data).hexdigest(), size=len(data),
                    display_name=display)
 

@@ -1,4 +1,4 @@
-"""What a material file's bytes say it is: its type, whether it is whole, and an image's size.
+"""What a material file's bytes say it is: its type, whether it is whole, an image's size, and foreign content.
 
 Everything here reads headers and scans bytes; nothing decodes pixels or runs a parser whose work grows with
 what the file claims. Each function does bounded work on any input and answers None (or a finding) rather
@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import struct
 import zlib
+from dataclasses import dataclass
 
 PDF, JPEG, PNG, WEBP = "application/pdf", "image/jpeg", "image/png", "image/webp"
 ALLOWED = (PDF, JPEG, PNG, WEBP)
@@ -135,3 +136,145 @@ _SIZE_READERS = {PNG: png_size, JPEG: jpeg_size, WEBP: webp_size}
 def image_size(content_type: str, data: bytes) -> tuple[int, int] | None:
     reader = _SIZE_READERS.get(content_type)
     return reader(data) if reader else None
+
+
+# ---- foreign content (a file that is more than one type) --------------------------------------
+#
+# Patterns are chosen so that compressed data (random-looking bytes: most of any photo or scan) does not
+# match by chance. A tag name must be followed by what ends one, so even the shortest, "<svg", matches random
+# bytes about once in 20 GB (5e-11 per byte, any case); a ZIP header must carry a plausible "version needed".
+# Speed: markup and names are searched in a lower-cased copy, each pattern starting with one literal byte
+# ("<", "/") or string, which the regex engine skips to at memchr speed: about 7 ms per MB for every check
+# together; a file made of nothing but "<" costs some 80 ms per MB, still linear.
+
+_TAGS = rb"html|head|body|script|iframe|frame|frameset|object|embed|svg|meta|base|link|style|form"
+_HTML = re.compile(rb"<(?:(?:%s)[\t\n\f\r />]|!doctype)" % _TAGS)
+# An XML declaration cannot start an image, so one inside an image is another document. Embedded XMP carries
+# no declaration (XMP spec: the packet wrapper replaces it), so photos with metadata do not match.
+_HTML_OR_XML = re.compile(rb"<(?:(?:%s)[\t\n\f\r />]|!doctype|\?xml[\t\n\r ])" % _TAGS)
+_SCRIPT_URLS = (b"javascript:", b"vbscript:")
+# A ZIP local file header (DOCX, JAR and APK are ZIPs too).
+_ZIP = re.compile(rb"PK\x03\x04[\x00-\x3f]\x00")
+
+
+def _pdf_name(name: str, *, whole: bool) -> bytes:
+    """A PDF name as a pattern over lower-cased bytes, each character also written as a #xx escape."""
+    chars = [rb"(?:%s|#%s)" % (re.escape(ch.lower().encode()), f"{ord(ch):02x}".encode()) for ch in name]
+    end = rb"(?=[\x00\t\n\f\r ()<>\[\]{}/%]|\Z)" if whole else b""
+    return b"/(?:" + b"".join(chars) + b")" + end
+
+
+# Keys that make a viewer run or open something. The long ones count anywhere in the raw bytes (they never
+# occur by chance). Every JavaScript action names its type /JavaScript, so /JS alone adds no reach; /JS and
+# /XFA are short, so they count only outside stream data, where compressed bytes would match them now and then.
+_ACTIVE_LONG = re.compile(b"/(?:" + b"|".join(
+    _pdf_name(n, whole=False)[1:] for n in ("JavaScript", "Launch", "EmbeddedFile", "RichMedia")) + b")")
+_ACTIVE_SHORT = re.compile(b"/(?:" + b"|".join(_pdf_name(n, whole=True)[1:] for n in ("JS", "XFA")) + b")")
+_ACTIVE_ANY = re.compile(b"/(?:" + _ACTIVE_LONG.pattern[1:] + b"|" + _ACTIVE_SHORT.pattern[1:] + b")")
+# Object streams (PDF 1.5 and later) keep dictionaries compressed, where a raw scan would not see an action.
+_OBJSTM = re.compile(_pdf_name("Type", whole=True) + rb"[\x00\t\n\f\r ]*" + _pdf_name("ObjStm", whole=True))
+_STREAM_START = re.compile(rb"stream(?:\r\n|\n|\r)")
+_OBJSTM_DICT_REACH = 64 * 1024
+_MAX_OBJECT_STREAMS = 2048
+_MAX_INFLATED = 16 * 1024 * 1024
+_MAX_SHORT_HITS_IN_STREAMS = 256
+_PDF_ESCAPE = re.compile(rb"#([0-9a-fA-F]{2})")
+
+
+@dataclass(frozen=True)
+class Foreign:
+    """Why a file is more than one type: `reason` is markup, embedded_format or active_content; `found` a
+    short token such as "<script", "javascript:", "PDF", "ZIP" or "/JavaScript"."""
+
+    reason: str
+    found: str
+
+
+def _markup(lowered: bytes, tags: re.Pattern[bytes]) -> Foreign | None:
+    found = tags.search(lowered)
+    if found:
+        return Foreign("markup", found.group(0).rstrip(b"\t\n\f\r />").decode("ascii"))
+    for url in _SCRIPT_URLS:
+        if url in lowered:
+            return Foreign("markup", url.decode("ascii"))
+    return None
+
+
+def _name(found: re.Match[bytes], original: bytes) -> Foreign:
+    """The name as the file spells it (the search ran over a lower-cased copy), with #xx escapes decoded."""
+    name = _PDF_ESCAPE.sub(lambda h: bytes([int(h.group(1), 16)]), original[found.start():found.end()])
+    return Foreign("active_content", name.decode("latin-1"))
+
+
+def _short_name_outside_streams(data: bytes, lowered: bytes) -> Foreign | None:
+    """A /JS or /XFA key where the last "stream"/"endstream" keyword before it (if any) ended a stream. The
+    keyword is looked for only between one hit and the next, so the whole walk reads each byte once."""
+    in_stream, since, hits = False, 0, 0
+    for found in _ACTIVE_SHORT.finditer(lowered):
+        keyword = lowered.rfind(b"stream", since, found.start())
+        if keyword >= 0:
+            in_stream = lowered[max(keyword - 3, 0):keyword] != b"end"
+        if not in_stream:
+            return _name(found, data)
+        hits += 1
+        if hits > _MAX_SHORT_HITS_IN_STREAMS:
+            return None
+        since = found.start()
+    return None
+
+
+def _inflate(data: bytes, start: int, budget: int) -> bytes:
+    """At most `budget` bytes of the zlib stream at `start` (nothing if there is none), read 64 KiB at a time
+    so that the rest of the file is never copied."""
+    inflater, view, out = zlib.decompressobj(), memoryview(data), bytearray()
+    pos = start
+    try:
+        while pos < len(data) and len(out) < budget and not inflater.eof:
+            out += inflater.decompress(view[pos:pos + 65536], budget - len(out))
+            if inflater.unconsumed_tail:
+                break  # the budget is spent
+            pos += 65536
+    except zlib.error:
+        pass  # not Flate (or damaged): nothing more to see in it
+    return bytes(out)
+
+
+def _active_in_object_streams(data: bytes, lowered: bytes) -> Foreign | None:
+    budget = _MAX_INFLATED
+    for n, found in enumerate(_OBJSTM.finditer(lowered)):
+        if n >= _MAX_OBJECT_STREAMS or budget <= 0:
+            return None
+        start = _STREAM_START.search(lowered, found.end(), found.end() + _OBJSTM_DICT_REACH)
+        if start is None:
+            continue
+        inflated = _inflate(data, start.end(), budget)
+        budget -= len(inflated)
+        active = _ACTIVE_ANY.search(inflated.lower())
+        if active:
+            return _name(active, inflated)
+    return None
+
+
+def foreign_content(content_type: str, data: bytes) -> Foreign | None:
+    """What in these bytes belongs to another type: markup a browser would run or render, another format's
+    signature inside an image, or PDF content a viewer would run or open. None for an ordinary file."""
+    lowered = data.lower()
+    if content_type in IMAGES:
+        if b"%PDF-" in data:
+            return Foreign("embedded_format", "PDF")
+        if _ZIP.search(data):
+            return Foreign("embedded_format", "ZIP")
+        return _markup(lowered, _HTML_OR_XML)
+    if content_type == PDF:
+        # No XML declaration is looked for in a PDF: XML there is metadata (XMP, which should carry none, but a
+        # producer that writes one is no reason to refuse a scan) or an XFA form, which its key catches.
+        if _ZIP.search(data):
+            return Foreign("embedded_format", "ZIP")
+        found = _markup(lowered, _HTML)
+        if found:
+            return found
+        active = _ACTIVE_LONG.search(lowered)
+        if active:
+            return _name(active, data)
+        return _short_name_outside_streams(data, lowered) or _active_in_object_streams(data, lowered)
+    return None

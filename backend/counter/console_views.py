@@ -40,8 +40,8 @@ async def material_content(request: Request, case_no: str, material_id: int) -> 
     data, content_type = await cases.staff_material_content(
         case_no=case_no, material_id=material_id, staff=staff(request),
         store=files.store_for(request.app.ctx.settings))
-    # Only PDF, JPEG, PNG and WebP are stored, decided from the bytes, and no image too big to decode. Opened
-    # directly, it runs nothing of ours.
+    # Only PDF, JPEG, PNG and WebP are stored, decided from the bytes: no image too big to decode, nothing that
+    # is also a page or script, no PDF with active content. Opened directly, it runs nothing of ours.
     return raw(data, content_type=content_type, headers={
         "Content-Disposition": f'inline; filename="material-{material_id}"',
         "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
