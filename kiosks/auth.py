@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import re
 
 from sanic import Request
@@ -11,6 +10,7 @@ from backend import clock
 from backend.errors import DomainError, register_codes
 from backend.http import is_public, limit
 from backend.identity import service as identity
+from backend.signatures import hex_digest_equal, timestamp_of
 from kiosks import signing
 
 register_codes({
@@ -22,6 +22,7 @@ register_codes({
 })
 
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_DEVICE_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")  # Kiosk.device_id is 32 wide
 NONCE_PREFIX = "palmhall:kiosk:nonce:"
 
 
@@ -36,10 +37,11 @@ async def verify_signature(request: Request) -> None:
                                        h.get("x-signature"))
     if not (device_id and ts and nonce and signature):
         raise DomainError("kiosk.signature_missing")
-    if not ts.isdigit() or not _NONCE.match(nonce) or len(device_id) > 32:
+    sent_at = timestamp_of(ts)
+    if sent_at is None or not _NONCE.match(nonce) or not _DEVICE_ID.match(device_id):
         raise DomainError("kiosk.signature_invalid")
     skew = ctx.settings.kiosk_clock_skew
-    if abs(int(ts) - int(clock.now().timestamp())) > skew:
+    if abs(sent_at - int(clock.now().timestamp())) > skew:
         raise DomainError("kiosk.timestamp_skew", details={"server_time": int(clock.now().timestamp())})
     found = await identity.kiosk_with_secret(device_id=device_id, keyring=ctx.keyring)
     if found is None:
@@ -47,7 +49,7 @@ async def verify_signature(request: Request) -> None:
     kiosk, secret = found
     path = request.path + (f"?{request.query_string}" if request.query_string else "")
     expected = signing.sign(secret, request.method, path, ts, nonce, request.body or b"")
-    if not hmac.compare_digest(expected, signature.lower()):
+    if not hex_digest_equal(expected, signature):
         raise DomainError("kiosk.signature_invalid")
     if not kiosk.enabled:
         raise DomainError("kiosk.disabled")

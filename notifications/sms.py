@@ -14,6 +14,8 @@ from urllib.parse import quote
 
 import httpx
 
+from backend.signatures import secret_equal
+
 Outcome = Literal["sent", "temporary", "permanent"]
 
 # Aliyun answers that say "try again later"; everything else that is not OK is final.
@@ -118,7 +120,7 @@ class SmsReport:
 
 
 def report_token_ok(expected: str, given: str | None) -> bool:
-    return bool(expected) and given is not None and hmac.compare_digest(expected.encode(), given.encode())
+    return secret_equal(expected, given)
 
 
 def parse_reports(body: bytes) -> list[SmsReport]:

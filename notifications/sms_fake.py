@@ -16,6 +16,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 from sanic.response import json as json_response
 
+from backend.signatures import secret_equal
 from notifications.sms import aliyun_signature, report_json
 
 _CHINA = timezone(timedelta(hours=8))
@@ -66,8 +67,8 @@ def blueprint(state: FakeSms, *, url_prefix: str = "") -> Blueprint:
         params = {k: v[0] for k, v in (request.form or {}).items()}
         request_id = secrets.token_hex(8)
         signature = params.pop("Signature", "")
-        if params.get("AccessKeyId") != state.access_key_id or signature != aliyun_signature(
-                params, state.access_key_secret):
+        if params.get("AccessKeyId") != state.access_key_id or not secret_equal(
+                aliyun_signature(params, state.access_key_secret), signature):
             return json_response({"Code": "SignatureDoesNotMatch", "Message": "Specified signature is not matched",
                                   "RequestId": request_id}, status=400)
         if state.failures:

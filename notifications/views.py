@@ -16,6 +16,7 @@ from sanic_ext import openapi
 
 from backend import clock
 from backend.errors import DomainError, register_codes
+from backend.signatures import timestamp_of
 from notifications import service, sms, wechat_push
 from notifications.models import NotifyChannel
 
@@ -96,11 +97,8 @@ async def wechat_push_event(request: Request) -> HTTPResponse:
     except wechat_push.PushRefused as exc:
         log.warning("wechat push refused", extra={"reason": exc.reason})
         raise DomainError("notify.push_refused") from None
-    try:
-        stale = abs(clock.now().timestamp() - int(timestamp)) > settings.wechat_push_skew_seconds
-    except ValueError:
-        stale = True
-    if stale:
+    sent_at = timestamp_of(timestamp)
+    if sent_at is None or abs(clock.now().timestamp() - sent_at) > settings.wechat_push_skew_seconds:
         raise DomainError("notify.push_stale")
     redis = request.app.ctx.redis
     seen = f"{NONCE_PREFIX}{timestamp}:{nonce}"

@@ -10,7 +10,6 @@ checked before the body is decrypted or read, the ciphertext is opened with wech
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -18,6 +17,8 @@ from typing import Any
 
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
+
+from backend.signatures import hex_digest_equal
 
 SENT_EVENT = "subscribe_msg_sent_event"
 
@@ -54,7 +55,7 @@ def sign(*parts: str) -> str:
 
 
 def signature_ok(token: str, signature: str, *parts: str) -> bool:
-    return bool(token) and hmac.compare_digest(sign(token, *parts), signature.lower())
+    return bool(token) and hex_digest_equal(sign(token, *parts), signature)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import asyncio
 import gzip
 import json
 import logging
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,11 +19,13 @@ from wechatpayv3.async_.type import SignType, WeChatPayType
 import payments.errors  # noqa: F401  (registers the error codes)
 from backend import clock
 from backend.errors import DomainError
+from backend.signatures import timestamp_of
 
 log = logging.getLogger("palmhall.payments.wechatpay")
 
 SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"
 MAX_SKEW_SECONDS = 300
+_NONCE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class NotificationRefused(Exception):
@@ -214,11 +217,14 @@ class WeChatPayClient:
                                         get("wechatpay-nonce"), get("wechatpay-serial"))
         if not (signature and ts and nonce and serial):
             raise NotificationRefused("missing Wechatpay headers")
+        if not _NONCE.fullmatch(nonce):  # signed as UTF-8 below: no undecodable bytes, no control characters
+            raise NotificationRefused("malformed nonce")
         if get("wechatpay-signature-type", SIGNATURE_TYPE) != SIGNATURE_TYPE:
             raise NotificationRefused("unsupported signature type")
         if serial != self.config.platform_public_key_id:
             raise NotificationRefused("unknown platform key")
-        if not ts.isdigit() or abs(int(ts) - int(clock.now().timestamp())) > MAX_SKEW_SECONDS:
+        sent_at = timestamp_of(ts)
+        if sent_at is None or abs(sent_at - int(clock.now().timestamp())) > MAX_SKEW_SECONDS:
             raise NotificationRefused("timestamp too far from ours")
         try:
             text = body.decode("utf-8")

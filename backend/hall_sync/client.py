@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -13,9 +14,11 @@ import httpx
 from redis.asyncio import Redis
 
 from backend import clock
+from backend.signatures import hex_digest_equal
 
 # Both directions sign the same way: our pushes to the hall and the hall's callbacks to us.
 H_APP, H_TS, H_NONCE, H_SIG = "X-Hall-App-Id", "X-Hall-Timestamp", "X-Hall-Nonce", "X-Hall-Signature"
+_NONCE = re.compile(r"[\x21-\x7e]{8,128}")  # printable ASCII: it is signed and kept in Redis
 
 
 def string_to_sign(method: str, path: str, timestamp: str, nonce: str, body: bytes) -> str:
@@ -37,9 +40,9 @@ def signed_headers(*, app_id: str, secret: str, method: str, path: str, body: by
 
 def verify_signature(*, secret: str, method: str, path: str, headers: Any, body: bytes) -> bool:
     ts, nonce, given = headers.get(H_TS, ""), headers.get(H_NONCE, ""), headers.get(H_SIG, "")
-    if not (ts and nonce and given):
+    if not (ts and nonce and given) or not _NONCE.fullmatch(nonce):
         return False
-    return hmac.compare_digest(sign(secret, method, path, ts, nonce, body), given)
+    return hex_digest_equal(sign(secret, method, path, ts, nonce, body), given)
 
 
 class HallError(Exception):

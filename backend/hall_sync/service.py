@@ -35,6 +35,7 @@ from backend.identity.service import StaffPrincipal
 from backend.jobs.models import OutboxEvent, OutboxStatus
 from backend.jobs.outbox import Event, emit
 from backend.settings import Settings
+from backend.signatures import hex_digest_equal
 
 log = logging.getLogger("palmhall.hall_sync")
 
@@ -102,7 +103,7 @@ async def material_content(*, material_id: int, expires: int, sig: str, settings
     """The file behind a signed link the hall was given; refused once the link expired."""
     from backend.cases.files import store_for
 
-    good = hmac.compare_digest(_link_sig(settings.secret_key, material_id, expires), sig)
+    good = hex_digest_equal(_link_sig(settings.secret_key, material_id, expires), sig)
     if not good or clock.now().timestamp() > expires:
         raise DomainError("hall.link_invalid")
     material = await CaseMaterial.get_or_none(id=material_id).prefetch_related("upload")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import itertools
 import json
 import secrets
@@ -16,6 +15,7 @@ from sanic.response import HTTPResponse
 from sanic.response import json as json_response
 
 from backend.identity.realname import sign
+from backend.signatures import hex_digest_equal, timestamp_of
 
 _blueprints = itertools.count(1)
 
@@ -49,12 +49,13 @@ class FakeRealName:
         headers = request.headers
         app_id, timestamp = headers.get("X-App-Id", ""), headers.get("X-Timestamp", "")
         nonce, signature = headers.get("X-Nonce", ""), headers.get("X-Signature", "")
-        if app_id != self.app_id or not nonce or not timestamp.isdigit():
+        sent_at = timestamp_of(timestamp)
+        if app_id != self.app_id or not nonce or sent_at is None:
             return False
-        if abs(int(timestamp) - time.time()) > MAX_SKEW_SECONDS:
+        if abs(sent_at - time.time()) > MAX_SKEW_SECONDS:
             return False
         expected = sign(self.secret, timestamp=timestamp, nonce=nonce, body=request.body or b"")
-        if not hmac.compare_digest(expected, signature):
+        if not hex_digest_equal(expected, signature):
             return False
         # Checked last so a forged request cannot burn a genuine caller's nonce.
         if nonce in self.nonces:
