@@ -12,7 +12,7 @@ from sanic import Request, Sanic
 from sanic.response import HTTPResponse
 from sanic_ext import Extend
 
-from backend import db, errors, logs, metrics, providers, runtime, web, wiring
+from backend import bounds, db, errors, logs, metrics, providers, runtime, web, wiring
 from backend.crypto import KeyRing
 from backend.identity.service import TokenConfig
 from backend.jobs.periodic import Scheduler
@@ -39,6 +39,7 @@ def worker_config(settings: Settings) -> WorkerConfig:
 def create_app(settings: Settings | None = None, *, name: str = APP_NAME) -> Sanic:
     settings = settings or Settings.from_env()
     app = Sanic(name, log_config=logs.log_config(settings.log_level), configure_logging=True)
+    bounds.install(app)  # before any route: every path parameter is bounded (backend/bounds.py)
     if settings.fakes_enabled:
         settings = providers.mount_fakes(app, settings)
     app.config.ACCESS_LOG = False  # our own access line below carries the request id
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None, *, name: str = APP_NAME) -> San
     _register_blueprints(app)
     web.register(app)
     _register_middleware(app)
+    bounds.document(app)
     app.error_handler.add(Exception, errors.handle_exception)
     _register_listeners(app, settings)
     return app

@@ -71,6 +71,15 @@ class InvalidValue(ValueError):
         super().__init__(message)
 
 
+class InvalidFields(ValueError):
+    """Several values refused at once by one validator (e.g. every unstorable value in a body): each
+    problem is {"path": [keys and indexes below the validated object], "code", "message" (Chinese)}."""
+
+    def __init__(self, problems: list[dict[str, Any]]) -> None:
+        self.problems = problems
+        super().__init__("；".join(f"{'.'.join(map(str, p['path']))}: {p['message']}" for p in problems))
+
+
 class FieldErrors(DomainError):
     """Validation failed; `details` lists every bad field at once."""
 
@@ -83,6 +92,11 @@ class FieldErrors(DomainError):
         for err in exc.errors():
             loc = ".".join(str(p) for p in err["loc"]) or "body"
             cause = (err.get("ctx") or {}).get("error")
+            if isinstance(cause, InvalidFields):
+                for problem in cause.problems:
+                    where = ".".join(str(p) for p in (*err["loc"], *problem["path"])) or "body"
+                    fields.append({"field": prefix + where, "code": problem["code"], "message": problem["message"]})
+                continue
             if isinstance(cause, InvalidValue):
                 code, message = cause.code, str(cause)
             else:
@@ -115,6 +129,7 @@ _ZH = {
     "dict_type": "应为对象",
     "list_type": "应为列表",
     "string_type": "应为文本",
+    "finite_number": "应为有限的数字",
 }
 
 

@@ -6,16 +6,19 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from sanic import Request
 from sanic.exceptions import BadRequest
 from sanic.response import HTTPResponse
 from sanic_ext import openapi
 
 from backend import ratelimit
+from backend.bounds import Input
 from backend.errors import DomainError, FieldErrors
 
-M = TypeVar("M", bound=BaseModel)
+# Only schemas deriving from Input (backend.bounds) may be parsed from a request: they carry the bounds.
+M = TypeVar("M", bound=Input)
+MAX_TOKEN = 4096  # longer than any token we issue
 View = Callable[..., Awaitable[HTTPResponse]]
 
 
@@ -35,7 +38,7 @@ def json_body(request: Request) -> Any:
         raise DomainError("request.invalid", message="请求内容不是有效的 JSON") from None
 
 
-def body(model: type[BaseModel]) -> Callable[[View], View]:
+def body(model: type[Input]) -> Callable[[View], View]:
     """Validate the JSON body into `model` (every bad field listed) and pass it as `payload`;
     the same model documents the route in OpenAPI."""
 
@@ -44,9 +47,18 @@ def body(model: type[BaseModel]) -> Callable[[View], View]:
         async def inner(request: Request, *args: Any, **kwargs: Any) -> HTTPResponse:
             return await view(request, *args, payload=parse(model, json_body(request)), **kwargs)
 
+        inner.body_model = model  # type: ignore[attr-defined]  # how tests find every route's body schema
         return openapi.body({"application/json": model.model_json_schema()})(inner)
 
     return wrap
+
+
+def token_shaped(token: str) -> str:
+    """A token from a header as it was issued (printable ASCII, bounded), or `auth.token_invalid`: headers
+    arrive with undecodable bytes as lone surrogates, which no token of ours holds."""
+    if len(token) > MAX_TOKEN or not (token.isascii() and token.isprintable()):
+        raise DomainError("auth.token_invalid")
+    return token
 
 
 def bearer(request: Request) -> str:
@@ -54,7 +66,15 @@ def bearer(request: Request) -> str:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise DomainError("auth.token_missing")
-    return token.strip()
+    return token_shaped(token.strip())
+
+
+def idempotency_key(request: Request, *, missing: str) -> str:
+    """The Idempotency-Key header: 8 to 100 printable characters (it is stored), else DomainError(missing)."""
+    key = request.headers.get("idempotency-key", "").strip()
+    if not 8 <= len(key) <= 100 or not key.isprintable():
+        raise DomainError(missing)
+    return key
 
 
 def client_ip(request: Request) -> str:

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
 
 from backend import qr
 from backend.booking import queue
+from backend.bounds import Input
 from backend.http import body
 
 bp = Blueprint("kiosk_booking")
 
 
-class CheckIn(BaseModel):
+class CheckIn(Input):
     model_config = ConfigDict(extra="forbid")
     code: str = Field(min_length=10, max_length=500, description="the scanned QR: URL or token")
 
 
-class WalkIn(BaseModel):
+class WalkIn(Input):
     model_config = ConfigDict(extra="forbid")
     group: str = Field(pattern=r"^[A-Z]$", description="item group letter shown on the kiosk")
 

@@ -11,7 +11,7 @@ from backend.cases import service as cases
 from backend.cases.models import CaseChannel
 from backend.cases.schemas import CaseIn
 from backend.errors import DomainError
-from backend.http import body
+from backend.http import body, token_shaped
 from backend.identity import service as identity
 from backend.identity import tokens
 from backend.public.progress_views import progress_answer
@@ -19,7 +19,7 @@ from backend.public.progress_views import progress_answer
 bp = Blueprint("kiosk_cases")
 
 
-@bp.get("/progress/<token:str>")
+@bp.get("/progress/<token:qr_token>")
 @openapi.summary("Progress behind a scanned case QR code, personal data masked")
 @openapi.tag("kiosk")
 async def progress(request: Request, token: str) -> HTTPResponse:
@@ -34,7 +34,7 @@ async def _resident_at_kiosk(request: Request) -> int:
     token = request.headers.get("x-resident-token", "").strip()
     if not token:
         raise DomainError("auth.token_missing")
-    claims = tokens.verify(token, secret=ctx.settings.secret_key, kind="resident")
+    claims = tokens.verify(token_shaped(token), secret=ctx.settings.secret_key, kind="resident")
     if await identity.family_revoked(redis=ctx.redis, family=claims.family):
         raise DomainError("auth.token_invalid")
     return int(claims.subject)

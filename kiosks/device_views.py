@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
 
+from backend.bounds import Input
 from backend.catalog import service as catalog
 from backend.http import body, client_ip, limit
 from backend.identity import service as identity
@@ -14,12 +15,12 @@ from backend.identity import service as identity
 bp = Blueprint("kiosk_device")
 
 
-class Heartbeat(BaseModel):
+class Heartbeat(Input):
     model_config = ConfigDict(extra="forbid")
     software_version: str = Field(min_length=1, max_length=64)
 
 
-class Enroll(BaseModel):
+class Enroll(Input):
     model_config = ConfigDict(extra="forbid")
     code: str = Field(min_length=20, max_length=100, pattern=r"^[A-Za-z0-9_-]+$",
                       description="the code after # in the enrollment link")

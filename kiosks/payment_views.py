@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
 
+from backend.bounds import Input
 from backend.errors import DomainError
 from backend.http import body
 from miniprogram_api.booking_views import qr_response
@@ -19,7 +20,7 @@ from payments.models import PayChannel, PayScene
 bp = Blueprint("kiosk_payments")
 
 
-class KioskPayIn(BaseModel):
+class KioskPayIn(Input):
     model_config = ConfigDict(extra="forbid")
     case_no: str = Field(min_length=4, max_length=32)
     channel: Literal["wechat", "alipay"]

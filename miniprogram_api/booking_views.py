@@ -6,24 +6,24 @@ import io
 
 import qrcode
 import qrcode.image.svg
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty, json, raw
 from sanic_ext import openapi
 
 from backend import qr
 from backend.booking import service as booking
-from backend.errors import DomainError
-from backend.http import body
+from backend.bounds import Id, Input
+from backend.http import body, idempotency_key
 from backend.identity import service as identity
 from miniprogram_api.auth import resident_id
 
 bp = Blueprint("mp_booking")
 
 
-class Book(BaseModel):
+class Book(Input):
     model_config = ConfigDict(extra="forbid")
-    slot_id: int = Field(gt=0, description="from GET /api/v1/halls/{hall_id}/availability")
+    slot_id: Id = Field(description="from GET /api/v1/halls/{hall_id}/availability")
 
 
 @bp.post("/appointments")
@@ -35,9 +35,7 @@ class Book(BaseModel):
 async def book(request: Request, payload: Book) -> HTTPResponse:
     ctx = request.app.ctx
     rid = resident_id(request)
-    key = request.headers.get("idempotency-key", "").strip()
-    if not 8 <= len(key) <= 100:
-        raise DomainError("booking.idempotency_key_missing")
+    key = idempotency_key(request, missing="booking.idempotency_key_missing")
     person = await identity.verified_identity(resident_id=rid, hash_key=ctx.settings.hash_key, redis=ctx.redis)
     appointment, created = await booking.book(
         resident_id=rid, person_hash=person, slot_id=payload.slot_id, idempotency_key=key,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json, raw
 from sanic_ext import openapi
 
+from backend.bounds import Input
 from backend.cases import evaluation, files
 from backend.cases import service as cases
 from backend.cases.models import CaseChannel
@@ -18,13 +19,13 @@ from miniprogram_api.auth import resident_id
 bp = Blueprint("mp_cases")
 
 
-class Page(BaseModel):
+class Page(Input):
     model_config = ConfigDict(extra="ignore")
     limit: int = Field(default=20, ge=1, le=100)
     offset: int = Field(default=0, ge=0)
 
 
-class LibraryQuery(BaseModel):
+class LibraryQuery(Input):
     model_config = ConfigDict(extra="ignore")
     item: str | None = Field(default=None, max_length=40)
 
@@ -115,7 +116,7 @@ async def list_cases(request: Request) -> HTTPResponse:
                                                offset=page.offset)}, ensure_ascii=False)
 
 
-@bp.get("/cases/<case_no:str>")
+@bp.get("/cases/<case_no:case_no>")
 @openapi.summary("One own case, whole: form, materials, corrections, history, deadline, certificates, rating")
 @openapi.tag("mini program")
 @openapi.secured("resident")
@@ -124,7 +125,7 @@ async def get_case(request: Request, case_no: str) -> HTTPResponse:
                                      keyring=request.app.ctx.keyring, **_links(request)), ensure_ascii=False)
 
 
-@bp.post("/cases/<case_no:str>/corrections")
+@bp.post("/cases/<case_no:case_no>/corrections")
 @openapi.summary("Answer the open correction notice with every material it lists")
 @openapi.tag("mini program")
 @openapi.secured("resident")
@@ -134,7 +135,7 @@ async def corrections(request: Request, case_no: str, payload: CorrectionIn) -> 
                                               keyring=request.app.ctx.keyring, **_links(request)), ensure_ascii=False)
 
 
-@bp.post("/cases/<case_no:str>/withdraw")
+@bp.post("/cases/<case_no:case_no>/withdraw")
 @openapi.summary("Withdraw a case not yet accepted")
 @openapi.tag("mini program")
 @openapi.secured("resident")
@@ -144,7 +145,7 @@ async def withdraw(request: Request, case_no: str, payload: WithdrawIn) -> HTTPR
     return json({"case_no": case.case_no, "status": case.status.value}, ensure_ascii=False)
 
 
-@bp.post("/cases/<case_no:str>/evaluation")
+@bp.post("/cases/<case_no:case_no>/evaluation")
 @openapi.summary("Rate a completed case once (好差评)")
 @openapi.tag("mini program")
 @openapi.secured("resident")

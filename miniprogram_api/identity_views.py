@@ -157,7 +157,7 @@ async def sessions(request: Request) -> HTTPResponse:
     return json({"sessions": await identity.list_sessions(resident_id=resident_id(request))})
 
 
-@bp.delete("/me/sessions/<session_id:str>")
+@bp.delete("/me/sessions/<session_id:session_id>")
 @openapi.summary("Log out one device")
 @openapi.tag("mini program")
 @openapi.secured("resident")

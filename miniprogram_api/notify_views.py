@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
 
+from backend.bounds import Id, Input
 from backend.http import body, parse
 from miniprogram_api.auth import resident_id
 from notifications import handlers, service
@@ -17,14 +18,14 @@ from notifications.models import NotifyChannel
 bp = Blueprint("mp_notify")
 
 
-class InboxQuery(BaseModel):
+class InboxQuery(Input):
     model_config = ConfigDict(extra="forbid")
     unread: bool = False
     limit: int = Field(50, ge=1, le=100)
-    before_id: int | None = Field(None, gt=0)
+    before_id: Id | None = None
 
 
-class SubscriptionsIn(BaseModel):
+class SubscriptionsIn(Input):
     """What wx.requestSubscribeMessage (or Alipay's my.requestSubscribeMessage) returned, template id -> answer."""
 
     model_config = ConfigDict(extra="forbid")
@@ -32,7 +33,7 @@ class SubscriptionsIn(BaseModel):
     results: dict[str, Literal["accept", "reject", "ban", "filter"]] = Field(min_length=1, max_length=20)
 
 
-class SettingsIn(BaseModel):
+class SettingsIn(Input):
     model_config = ConfigDict(extra="forbid")
     categories: dict[str, bool] = Field(min_length=1, max_length=20)
 

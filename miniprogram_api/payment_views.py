@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
 
-from backend.errors import DomainError
-from backend.http import body
+from backend.bounds import Input
+from backend.http import body, idempotency_key
 from miniprogram_api.auth import resident_id
 from payments import service as payments
 from payments.channels import for_settings
@@ -19,17 +19,10 @@ from payments.models import PayChannel, PayScene
 bp = Blueprint("mp_payments")
 
 
-class PayIn(BaseModel):
+class PayIn(Input):
     model_config = ConfigDict(extra="forbid")
     case_no: str = Field(min_length=4, max_length=32)
     channel: Literal["wechat", "alipay"]
-
-
-def idempotency_key(request: Request) -> str:
-    key = request.headers.get("idempotency-key", "").strip()
-    if not 8 <= len(key) <= 100:
-        raise DomainError("payment.idempotency_key_missing")
-    return key
 
 
 @bp.post("/payments")
@@ -41,7 +34,7 @@ def idempotency_key(request: Request) -> str:
 @body(PayIn)
 async def pay(request: Request, payload: PayIn) -> HTTPResponse:
     rid = resident_id(request)
-    key = idempotency_key(request)
+    key = idempotency_key(request, missing="payment.idempotency_key_missing")
     settings = request.app.ctx.settings
     started = await payments.start(case_no=payload.case_no.strip(), channel=PayChannel(payload.channel),
                                    scene=PayScene.MINI_PROGRAM, settings=settings, resident_id=rid,

@@ -2,28 +2,29 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
+from backend.bounds import Input
 from backend.identity.personal import IdNumber, Phone, validate_name
 
 
-class WeChatLogin(BaseModel):
+class WeChatLogin(Input):
     model_config = ConfigDict(extra="forbid")
     code: str = Field(min_length=1, max_length=128, description="the code from wx.login")
 
 
-class AlipayLogin(BaseModel):
+class AlipayLogin(Input):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     auth_code: str = Field(min_length=1, max_length=128, alias="authCode",
                            description="the authCode from my.getAuthCode")
 
 
-class Refresh(BaseModel):
+class Refresh(Input):
     model_config = ConfigDict(extra="forbid")
     refresh_token: str = Field(min_length=10, max_length=200)
 
 
-class RealName(BaseModel):
+class RealName(Input):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(max_length=30)
     id_number: IdNumber
@@ -32,7 +33,7 @@ class RealName(BaseModel):
     _name = field_validator("name")(lambda v: validate_name(v))
 
 
-class LinkConfirm(BaseModel):
+class LinkConfirm(Input):
     model_config = ConfigDict(extra="forbid")
     challenge_id: str = Field(pattern=r"^[0-9a-f]{32}$", description="`link.challenge_id` from the 202 answer")
     code: str = Field(pattern=r"^[0-9]{6}$", description="the six-digit code texted to the phone on record")

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import date
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from backend.bounds import Day, Id, Id32, Input
 from backend.identity.personal import IdNumber, Phone, validate_name
 
 _CODE = r"^[A-Za-z0-9_-]{1,32}$"
 MAX_FORM_FIELDS = 50
 
 
-class _In(BaseModel):
+class _In(Input):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
@@ -22,9 +22,9 @@ class MaterialIn(_In):
     """One checklist entry satisfied: by a fresh upload, a reused earlier material, an e-certificate, or paper."""
 
     code: str = Field(pattern=_CODE, description="材料清单中的材料编号")
-    upload_id: int | None = Field(default=None, description="本人上传的文件")
-    reuse_id: int | None = Field(default=None, description="材料库中以往办件已受理的材料")
-    certificate_id: int | None = Field(default=None, description="本人持有的电子证照")
+    upload_id: Id | None = Field(default=None, description="本人上传的文件")
+    reuse_id: Id | None = Field(default=None, description="材料库中以往办件已受理的材料")
+    certificate_id: Id | None = Field(default=None, description="本人持有的电子证照")
     paper: bool = Field(default=False, description="窗口收取纸质材料（仅窗口代办）")
 
     @model_validator(mode="after")
@@ -58,7 +58,7 @@ FormValue = str | int | float | bool | None
 
 class CaseIn(_In):
     item_code: str = Field(min_length=1, max_length=40, description="事项实施编码")
-    hall_id: int = Field(description="办理的服务大厅")
+    hall_id: Id32 = Field(description="办理的服务大厅")
     form: dict[str, FormValue] = Field(default_factory=dict, description="申请表字段")
     materials: list[MaterialIn] = Field(default_factory=list, max_length=100)
     delivery: DeliveryIn = Field(default_factory=DeliveryIn)
@@ -116,8 +116,8 @@ class TransitionIn(_In):
     reason: str = Field(default="", max_length=500)
     items: list[NoticeItemIn] = Field(default_factory=list, max_length=100, description="要求补正的材料")
     tracking_no: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]{6,40}$", description="快递单号")
-    counter_id: int | None = Field(default=None, description="受理窗口")
-    valid_until: date | None = Field(default=None, description="电子证照有效期截止日期（缺省为长期）")
+    counter_id: Id32 | None = Field(default=None, description="受理窗口")
+    valid_until: Day | None = Field(default=None, description="电子证照有效期截止日期（缺省为长期）")
 
 
 class Satisfaction(StrEnum):
@@ -142,7 +142,7 @@ class EvaluationIn(_In):
 
 class ComplaintIn(_In):
     kind: Literal["complaint", "question"] = Field(description="complaint 投诉 / question 咨询")
-    hall_id: int
+    hall_id: Id32
     case_no: str | None = Field(default=None, max_length=32)
     content: str = Field(min_length=5, max_length=2000)
 

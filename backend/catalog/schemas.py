@@ -30,6 +30,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from backend import clock
+from backend.bounds import Day, Id32, Input
 from backend.catalog.codes import validate_item_code
 from backend.catalog.models import SubjectType
 from backend.errors import InvalidValue
@@ -94,7 +95,7 @@ def fen_display(amount_fen: int) -> str:
     return f"{amount_fen // 100}.{amount_fen % 100:02d}元"
 
 
-class _In(BaseModel):
+class _In(Input):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
@@ -169,7 +170,7 @@ class ItemIn(_In):
     online_depth: int = Field(default=1, ge=1, le=4, description="网上办理深度：1 网上可查 … 4 全程网办")
     certificate_type: str | None = Field(default=None, max_length=64, description="办结后签发的电子证照类型")
     halls: list[str] = Field(default_factory=list, max_length=500, description="可办理的服务大厅编码，如 HX-01")
-    effective_from: date | None = Field(default=None, description="本版本生效日期，缺省为导入当天")
+    effective_from: Day | None = Field(default=None, description="本版本生效日期，缺省为导入当天")
     active: bool = Field(default=True, description="是否在办；停办事项不再出现在检索中")
 
     @field_validator("code")
@@ -369,13 +370,13 @@ class HallList(BaseModel):
 # ---- queries -----------------------------------------------------------------------------------
 
 
-class SearchQuery(BaseModel):
+class SearchQuery(Input):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
     q: str | None = Field(default=None, max_length=50, description="关键词（中文），空格分隔的词都须出现")
     department: str | None = Field(default=None, max_length=100)
     subject_type: SubjectType | None = None
-    hall: int | None = Field(default=None, ge=1, description="服务大厅 id")
+    hall: Id32 | None = Field(default=None, description="服务大厅 id")
     page: int = Field(default=1, ge=1, le=10000)
     page_size: int = Field(default=20, ge=1, le=100)
 
@@ -392,7 +393,7 @@ class SearchQuery(BaseModel):
         return _choice(v, SubjectType, "item.subject_type", "服务对象")
 
 
-class GuideQuery(BaseModel):
+class GuideQuery(Input):
     model_config = ConfigDict(extra="ignore")
 
-    version: int | None = Field(default=None, ge=1, description="版本号，缺省为当前版本")
+    version: Id32 | None = Field(default=None, description="版本号，缺省为当前版本")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
@@ -13,6 +13,7 @@ from sanic_ext import openapi
 from backend.booking import queue
 from backend.booking import service as booking
 from backend.booking.models import Appointment
+from backend.bounds import Input
 from backend.counter.auth import staff
 from backend.counter.scan import resolver
 from backend.errors import DomainError
@@ -67,7 +68,7 @@ async def _at_counter(request: Request, counter_id: int, action: QueueAction) ->
                 ensure_ascii=False)
 
 
-@bp.post("/counters/<counter_id:int>/call-next")
+@bp.post("/counters/<counter_id:int32>/call-next")
 @openapi.summary("Finish the current ticket and call the next one for this counter")
 @openapi.tag("counter")
 @openapi.secured("staff")
@@ -75,7 +76,7 @@ async def call_next(request: Request, counter_id: int) -> HTTPResponse:
     return await _at_counter(request, counter_id, queue.call_next)
 
 
-@bp.post("/counters/<counter_id:int>/recall")
+@bp.post("/counters/<counter_id:int32>/recall")
 @openapi.summary("Call the current ticket again (the third call without showing makes it missed)")
 @openapi.tag("counter")
 @openapi.secured("staff")
@@ -83,7 +84,7 @@ async def recall(request: Request, counter_id: int) -> HTTPResponse:
     return await _at_counter(request, counter_id, queue.recall)
 
 
-@bp.post("/counters/<counter_id:int>/missed")
+@bp.post("/counters/<counter_id:int32>/missed")
 @openapi.summary("Mark the current ticket missed")
 @openapi.tag("counter")
 @openapi.secured("staff")
@@ -91,7 +92,7 @@ async def missed(request: Request, counter_id: int) -> HTTPResponse:
     return await _at_counter(request, counter_id, queue.mark_missed)
 
 
-class Rule(BaseModel):
+class Rule(Input):
     model_config = ConfigDict(extra="forbid")
     item: str | None = Field(None, max_length=40, description="item code; omit for the hall's default rule")
     slot_minutes: int = Field(30, ge=5, le=240)
@@ -106,7 +107,7 @@ class Rule(BaseModel):
     walkin_daily_quota: int = Field(100, ge=0, le=10_000)
 
 
-@bp.put("/halls/<hall_id:int>/booking-rule")
+@bp.put("/halls/<hall_id:int32>/booking-rule")
 @openapi.summary("Set the hall's booking rule (or one item's): slots, seats, horizon, notice, limits")
 @openapi.tag("counter")
 @openapi.secured("staff")

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty, json
 from sanic_ext import openapi
 
+from backend.bounds import Day, Input
 from backend.catalog import calendar
 from backend.counter.auth import staff
 from backend.errors import FieldErrors
@@ -23,22 +24,22 @@ MANAGERS = (StaffRole.HALL_ADMIN, StaffRole.ADMIN)
 MAX_RANGE_DAYS = 366
 
 
-class ClosureIn(BaseModel):
+class ClosureIn(Input):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field(min_length=1, max_length=200, description="闭厅原因，如“系统升级停办”")
 
 
-class ClosureRange(BaseModel):
+class ClosureRange(Input):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
-    start: date | None = Field(default=None, alias="from", description="起始日期 YYYY-MM-DD，缺省为今天")
-    end: date | None = Field(default=None, alias="to", description="结束日期 YYYY-MM-DD，缺省为起始日期后一年")
+    start: Day | None = Field(default=None, alias="from", description="起始日期 YYYY-MM-DD，缺省为今天")
+    end: Day | None = Field(default=None, alias="to", description="结束日期 YYYY-MM-DD，缺省为起始日期后一年")
 
 
 def _error() -> dict[str, Any]:
     return {"application/json": {"error": {"code": str, "message": str, "details": dict}}}
 
 
-@bp.put("/halls/<hall_id:int>/closures/<day:ymd>")
+@bp.put("/halls/<hall_id:int32>/closures/<day:ymd>")
 @openapi.summary("Close the hall on a day (or change the reason); hall admins of that hall")
 @openapi.description("The hall takes no bookings that day. Statutory time limits keep running: "
                      "only official holidays stop them. Days already past cannot be changed.")
@@ -56,7 +57,7 @@ async def put_closure(request: Request, hall_id: int, day: date, payload: Closur
     return json(closure.as_dict(), ensure_ascii=False)
 
 
-@bp.delete("/halls/<hall_id:int>/closures/<day:ymd>")
+@bp.delete("/halls/<hall_id:int32>/closures/<day:ymd>")
 @openapi.summary("Open the hall again on a day it was closed; hall admins of that hall")
 @openapi.tag("counter")
 @openapi.secured("staff")
@@ -70,7 +71,7 @@ async def delete_closure(request: Request, hall_id: int, day: date) -> HTTPRespo
     return empty()
 
 
-@bp.get("/halls/<hall_id:int>/closures")
+@bp.get("/halls/<hall_id:int32>/closures")
 @openapi.summary("The hall's closed days in a date range (at most 366 days); hall admins of that hall")
 @openapi.tag("counter")
 @openapi.secured("staff")

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
 
 from backend import runtime
+from backend.bounds import Day, Id32, Input
 from backend.cases import certificates, evaluation
 from backend.cases import service as cases
 from backend.cases.models import CaseStatus, TicketState, WarningLevel
@@ -46,9 +46,9 @@ async def scanned_certificate(cert_id: int, clerk: StaffPrincipal) -> dict[str, 
     return {"verification": await certificates.verify(certificate_id=cert_id, keyring=keyring)}
 
 
-class WorkListQuery(BaseModel):
+class WorkListQuery(Input):
     model_config = ConfigDict(extra="ignore")
-    hall_id: int | None = None
+    hall_id: Id32 | None = None
     status: CaseStatus | None = None
     item: str | None = Field(default=None, max_length=40)
     warning: WarningLevel | None = None
@@ -82,7 +82,7 @@ async def walk_in(request: Request, payload: WalkInCaseIn) -> HTTPResponse:
     return json(answer, status=201, ensure_ascii=False)
 
 
-@bp.get("/cases/<case_no:str>")
+@bp.get("/cases/<case_no:case_no>")
 @openapi.summary("One case of own hall, whole (ID number masked)")
 @openapi.tag("counter")
 @openapi.secured("staff")
@@ -91,7 +91,7 @@ async def get_case(request: Request, case_no: str) -> HTTPResponse:
                                        **_links(request)), ensure_ascii=False)
 
 
-@bp.post("/cases/<case_no:str>/transitions")
+@bp.post("/cases/<case_no:case_no>/transitions")
 @openapi.summary("Act on a case: accept, request_correction, start_review, approve, reject, issue_certificate, "
                  "deliver, close")
 @openapi.description("Anything the state machine does not allow now answers 409 case.illegal_transition and "
@@ -104,11 +104,11 @@ async def act(request: Request, case_no: str, payload: TransitionIn) -> HTTPResp
                                 keyring=request.app.ctx.keyring, **_links(request)), ensure_ascii=False)
 
 
-class PeriodQuery(BaseModel):
+class PeriodQuery(Input):
     model_config = ConfigDict(extra="ignore")
-    hall_id: int
-    start: date = Field(alias="from")
-    end: date = Field(alias="to")
+    hall_id: Id32
+    start: Day = Field(alias="from")
+    end: Day = Field(alias="to")
 
     @model_validator(mode="after")
     def _order(self) -> PeriodQuery:
@@ -147,9 +147,9 @@ async def evaluations(request: Request) -> HTTPResponse:
                 ensure_ascii=False)
 
 
-class HallStateQuery(BaseModel):
+class HallStateQuery(Input):
     model_config = ConfigDict(extra="ignore")
-    hall_id: int
+    hall_id: Id32
     state: TicketState | None = None
     warning: WarningLevel | None = None
 
@@ -201,7 +201,7 @@ async def answer_complaint(request: Request, complaint_id: int, payload: AnswerI
                                                   answer=payload.answer), ensure_ascii=False)
 
 
-@bp.post("/certificates/<cert_no:str>/revoke")
+@bp.post("/certificates/<cert_no:cert_no>/revoke")
 @openapi.summary("Revoke an e-certificate of own hall (hall admin); verification then answers revoked")
 @openapi.tag("counter")
 @openapi.secured("staff")

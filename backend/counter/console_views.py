@@ -18,7 +18,7 @@ bp = Blueprint("staff_console")
 DESK = (StaffRole.CLERK, StaffRole.HALL_ADMIN)
 
 
-@bp.get("/halls/<hall_id:int>/counters")
+@bp.get("/halls/<hall_id:int32>/counters")
 @openapi.summary("The active counters (窗口) of one of the clerk's halls, to choose where to work")
 @openapi.tag("counter")
 @openapi.secured("staff")
@@ -31,7 +31,7 @@ async def hall_counters(request: Request, hall_id: int) -> HTTPResponse:
                  "counters": hall["counters"]}, ensure_ascii=False)
 
 
-@bp.get("/cases/<case_no:str>/materials/<material_id:int>/content")
+@bp.get("/cases/<case_no:case_no>/materials/<material_id:int>/content")
 @openapi.summary("The file of a case's material, for a clerk of the case's hall to view inline (audited)")
 @openapi.description("A case of another hall answers 404 case.not_found, as if it did not exist.")
 @openapi.tag("counter")

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
 
 from backend.booking import stats as booking_stats
+from backend.bounds import Day, Input
 from backend.cases import deadlines
 from backend.cases import stats as case_stats
 from backend.catalog import service as catalog
@@ -36,10 +37,10 @@ def _year_after(day: date) -> date:
         return date(day.year + 1, 3, 1)
 
 
-class DashboardQuery(BaseModel):
+class DashboardQuery(Input):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
-    start: date | None = Field(default=None, alias="from")
-    end: date | None = Field(default=None, alias="to")
+    start: Day | None = Field(default=None, alias="from")
+    end: Day | None = Field(default=None, alias="to")
 
     @field_validator("end")
     @classmethod
@@ -115,7 +116,7 @@ async def hall_dashboard(*, hall_id: int, start: date, end: date, today: date) -
     }
 
 
-@bp.get("/halls/<hall_id:int>/dashboard")
+@bp.get("/halls/<hall_id:int32>/dashboard")
 @openapi.summary("Hall dashboard: appointments, check-ins, no-shows, waits, cases, satisfaction, materials")
 @openapi.description("Own hall's admins only. Days are Asia/Shanghai; the period is at most one year and "
                      "defaults to the last 30 days. Charts are SVG documents, all text escaped.")

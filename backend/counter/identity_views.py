@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty, json
 from sanic_ext import openapi
 
+from backend.bounds import Input
 from backend.counter.auth import staff
 from backend.http import body, client_ip, limit
 from backend.identity import service as identity
@@ -15,13 +16,13 @@ from backend.identity.models import StaffRole
 bp = Blueprint("staff_identity")
 
 
-class Login(BaseModel):
+class Login(Input):
     model_config = ConfigDict(extra="forbid")
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=200)
 
 
-class PasswordChange(BaseModel):
+class PasswordChange(Input):
     model_config = ConfigDict(extra="forbid")
     old_password: str = Field(min_length=1, max_length=200)
     new_password: str = Field(min_length=1, max_length=200)
@@ -65,7 +66,7 @@ async def me(request: Request) -> HTTPResponse:
     return json(identity.describe_staff(staff(request)), ensure_ascii=False)
 
 
-@bp.get("/halls/<hall_id:int>/kiosks")
+@bp.get("/halls/<hall_id:int32>/kiosks")
 @openapi.summary("The hall's kiosks, with those gone silent marked")
 @openapi.tag("counter")
 @openapi.secured("staff")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
 
+from backend.bounds import Id32, Input
 from backend.counter.auth import staff
 from backend.errors import DomainError
 from backend.http import parse
@@ -18,9 +19,9 @@ bp = Blueprint("staff_notify")
 _ROLES = (StaffRole.CLERK, StaffRole.HALL_ADMIN, StaffRole.ADMIN)
 
 
-class StaffInboxQuery(BaseModel):
+class StaffInboxQuery(Input):
     model_config = ConfigDict(extra="forbid")
-    hall_id: int | None = Field(None, gt=0)
+    hall_id: Id32 | None = None
     unread: bool = False
     limit: int = Field(50, ge=1, le=100)
 

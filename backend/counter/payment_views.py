@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import date
-
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
 
+from backend.bounds import Day, Fen, Input
 from backend.counter.auth import staff
 from backend.errors import DomainError
-from backend.http import body
+from backend.http import body, idempotency_key, parse
 from backend.identity.models import StaffRole
 from payments import reconcile
 from payments import service as payments
@@ -19,10 +18,15 @@ from payments import service as payments
 bp = Blueprint("staff_payments")
 
 
-class RefundIn(BaseModel):
+class RefundIn(Input):
     model_config = ConfigDict(extra="forbid")
-    amount_fen: int | None = Field(None, gt=0, description="omit for everything still refundable")
+    amount_fen: Fen | None = Field(None, gt=0, description="omit for everything still refundable")
     reason: str = Field(min_length=2, max_length=80)
+
+
+class DayQuery(Input):
+    model_config = ConfigDict(extra="ignore")
+    day: Day = Field(alias="date", description="YYYY-MM-DD")
 
 
 @bp.post("/payments/<order_id:int>/refunds")
@@ -32,9 +36,7 @@ class RefundIn(BaseModel):
 @openapi.parameter("Idempotency-Key", str, "header", required=True)
 @body(RefundIn)
 async def refund(request: Request, order_id: int, payload: RefundIn) -> HTTPResponse:
-    key = request.headers.get("idempotency-key", "").strip()
-    if not 8 <= len(key) <= 100:
-        raise DomainError("payment.idempotency_key_missing")
+    key = idempotency_key(request, missing="payment.idempotency_key_missing")
     found, created = await payments.request_refund(
         order_id=order_id, amount_fen=payload.amount_fen, reason=payload.reason, staff=staff(request),
         idempotency_key=key, settings=request.app.ctx.settings)
@@ -70,6 +72,7 @@ async def suspects(request: Request) -> HTTPResponse:
                      "their halls (the day's totals and lines naming no order of ours belong to no hall).")
 @openapi.tag("counter")
 @openapi.secured("staff")
+@openapi.parameter("date", str, "query", required=True, description="YYYY-MM-DD")
 async def reconciliation(request: Request) -> HTTPResponse:
     me = staff(request)
     halls: set[int] | None = None
@@ -77,9 +80,5 @@ async def reconciliation(request: Request) -> HTTPResponse:
         halls = me.halls_with(StaffRole.HALL_ADMIN, StaffRole.AUDITOR)
         if not halls:
             raise DomainError("auth.forbidden")
-    try:
-        day = date.fromisoformat(request.args.get("date", ""))
-    except ValueError:
-        raise DomainError("validation.failed", details={"fields": [
-            {"field": "date", "code": "date", "message": "日期格式应为 YYYY-MM-DD"}]}) from None
-    return json(await reconcile.stored(day=day, halls=halls), ensure_ascii=False)
+    query = parse(DayQuery, {k: request.args.get(k) for k in request.args})
+    return json(await reconcile.stored(day=query.day, halls=halls), ensure_ascii=False)

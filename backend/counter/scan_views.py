@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
 
 from backend import qr
+from backend.bounds import Input
 from backend.counter.auth import staff
 from backend.counter.scan import RESOLVERS
 from backend.errors import DomainError
@@ -16,7 +17,7 @@ from backend.http import body
 bp = Blueprint("staff_scan")
 
 
-class Scan(BaseModel):
+class Scan(Input):
     model_config = ConfigDict(extra="forbid")
     # What the scanner typed: the whole QR URL or just its token.
     code: str = Field(min_length=10, max_length=500)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
 
+from backend.bounds import Id32, Input
 from backend.counter.auth import staff
 from backend.hall_sync import service as hall_sync
 from backend.http import parse
@@ -14,9 +15,9 @@ from backend.http import parse
 bp = Blueprint("staff_sync")
 
 
-class ConflictQuery(BaseModel):
+class ConflictQuery(Input):
     model_config = ConfigDict(extra="ignore")
-    hall_id: int | None = None
+    hall_id: Id32 | None = None
     include_resolved: bool = False
     limit: int = Field(default=50, ge=1, le=200)
     offset: int = Field(default=0, ge=0)

@@ -4,29 +4,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json, raw
 from sanic_ext import openapi
 
 from backend import clock
+from backend.bounds import Input
 from backend.errors import DomainError
 from backend.hall_sync import service
 from backend.hall_sync.client import H_APP, H_NONCE, H_TS, verify_signature
 from backend.http import json_body, parse
+from backend.signatures import timestamp_of
 
 bp = Blueprint("hall_callbacks", url_prefix="/api/v1/hall")
 
 NONCE_PREFIX = "palmhall:hall:nonce:"
 
 
-class CorrectionItemIn(BaseModel):
+class CorrectionItemIn(Input):
     model_config = ConfigDict(extra="ignore")
     code: str = Field(min_length=1, max_length=32)
     reason: str = Field(default="", max_length=200)
 
 
-class HallCallbackIn(BaseModel):
+class HallCallbackIn(Input):
     model_config = ConfigDict(extra="ignore")
     event_id: str = Field(min_length=1, max_length=64, description="the hall's event id (idempotency)")
     case_no: str = Field(min_length=1, max_length=32)
@@ -42,10 +44,9 @@ async def verify(request: Request) -> None:
     skew = settings.hall_callback_skew_seconds
     if request.headers.get(H_APP) != settings.hall_app_id:
         raise DomainError("hall.signature_invalid")
-    try:
-        ts = int(request.headers.get(H_TS, ""))
-    except ValueError:
-        raise DomainError("hall.signature_invalid") from None
+    ts = timestamp_of(request.headers.get(H_TS))
+    if ts is None:
+        raise DomainError("hall.signature_invalid")
     if not verify_signature(secret=settings.hall_app_secret, method=request.method, path=request.path,
                             headers=request.headers, body=request.body or b""):
         raise DomainError("hall.signature_invalid")
@@ -78,10 +79,9 @@ async def callback(request: Request) -> HTTPResponse:
 @openapi.summary("A material file, for the main hall, behind a signed link that expires")
 @openapi.tag("hall")
 async def material(request: Request, material_id: int) -> HTTPResponse:
-    try:
-        expires = int(request.args.get("expires", ""))
-    except ValueError:
-        raise DomainError("hall.link_invalid") from None
+    expires = timestamp_of(request.args.get("expires"))
+    if expires is None:
+        raise DomainError("hall.link_invalid")
     data, content_type = await service.material_content(
         material_id=material_id, expires=expires, sig=request.args.get("sig", ""), settings=request.app.ctx.settings)
     return raw(data, content_type=content_type, headers={"Cache-Control": "private, no-store"})

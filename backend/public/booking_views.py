@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import date
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 from sanic.response import json as json_response
@@ -13,6 +12,7 @@ from sanic_ext import openapi
 
 from backend.booking import queue
 from backend.booking import service as booking
+from backend.bounds import Day, Input
 from backend.http import parse
 
 bp = Blueprint("public_booking")
@@ -20,13 +20,13 @@ bp = Blueprint("public_booking")
 KEEPALIVE_SECONDS = 15
 
 
-class AvailabilityQuery(BaseModel):
+class AvailabilityQuery(Input):
     model_config = ConfigDict(extra="ignore")
     item: str = Field(min_length=1, max_length=40)
-    date: date
+    date: Day
 
 
-@bp.get("/halls/<hall_id:int>/availability")
+@bp.get("/halls/<hall_id:int32>/availability")
 @openapi.summary("Bookable slots of an item in a hall on a date, with seats left")
 @openapi.tag("public")
 @openapi.parameter("item", str, "query", required=True)
@@ -37,14 +37,14 @@ async def availability(request: Request, hall_id: int) -> HTTPResponse:
                          ensure_ascii=False)
 
 
-@bp.get("/halls/<hall_id:int>/queue")
+@bp.get("/halls/<hall_id:int32>/queue")
 @openapi.summary("The hall's queue now: calling, recently called, waiting per group")
 @openapi.tag("public")
 async def queue_now(request: Request, hall_id: int) -> HTTPResponse:
     return json_response(await queue.snapshot(hall_id=hall_id), ensure_ascii=False)
 
 
-@bp.get("/halls/<hall_id:int>/queue/stream")
+@bp.get("/halls/<hall_id:int32>/queue/stream")
 @openapi.summary("Server-sent events of the hall's queue for display boards")
 @openapi.tag("public")
 async def queue_stream(request: Request, hall_id: int) -> None:

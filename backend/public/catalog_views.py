@@ -73,7 +73,7 @@ async def search(request: Request) -> HTTPResponse:
     return json(page.model_dump(mode="json"), headers=CACHE, ensure_ascii=False)
 
 
-@bp.get("/catalog/items/<code:str>")
+@bp.get("/catalog/items/<code:item_code>")
 @openapi.summary("One service item's full guide (办事指南)")
 @openapi.description("Materials, fees (integer fen and a display string), time limits, channels, halls. "
                      "`version` reads an earlier version, as a case that started under it sees it.")

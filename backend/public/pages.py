@@ -10,6 +10,6 @@ from backend.web import page
 bp = Blueprint("board_pages")
 
 
-@bp.get("/board/<hall_id:int>", ctx_public=True)
+@bp.get("/board/<hall_id:int32>", ctx_public=True)
 async def hall_board(request: Request, hall_id: int) -> HTTPResponse:
     return await page(request, "board/board.html", hall_id=hall_id)

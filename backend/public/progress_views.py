@@ -83,7 +83,7 @@ async def progress_answer(request: Request, token: str, who: str) -> dict[str, A
     return await guarded(request, who, look_up)
 
 
-@bp.get("/progress/<token:str>")
+@bp.get("/progress/<token:qr_token>")
 @openapi.summary("A case's progress behind its QR code, personal data masked")
 @openapi.description("Item, current state, the steps with their dates, and the time limit. Unknown or forged "
                      "tokens answer 404 and count against the caller's address.")
@@ -94,7 +94,7 @@ async def progress(request: Request, token: str) -> HTTPResponse:
     return json(await progress_answer(request, token, f"ip:{ip}"), ensure_ascii=False)
 
 
-@bp.get("/certificates/verify/<token:str>")
+@bp.get("/certificates/verify/<token:qr_token>")
 @openapi.summary("Is this e-certificate genuine, current and unrevoked?")
 @openapi.description("`result` is genuine, expired, revoked or not_genuine (the stored certificate no longer "
                      "matches its signature). The holder is masked.")
