@@ -14,6 +14,7 @@ import hashlib
 import importlib
 import json
 import mimetypes
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -69,11 +70,17 @@ PAGE_HEADERS = {
 }
 
 
+# What a static file's name may be, checked before the file system is asked anything: no hidden names, no
+# "..", a length every file system accepts (a 5,000-character name would be an OSError, not a 404).
+_STATIC_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._/-]{0,199}")
+
+
 @lru_cache(maxsize=512)
 def _file(family: str, name: str) -> tuple[bytes, str, str] | None:
     """(bytes, content type, short hash) of a static file, or None; read once per process."""
     base = STATIC_DIRS.get(family)
-    if base is None or not name or name.startswith((".", "/")) or ".." in name.split("/"):
+    if base is None or not _STATIC_NAME.fullmatch(name) or any(p in ("", ".", "..") or p.startswith(".")
+                                                              for p in name.split("/")):
         return None
     path = (base / name).resolve()
     if not path.is_relative_to(base.resolve()) or not path.is_file():
