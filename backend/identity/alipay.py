@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,9 @@ register_codes({
 })
 
 DEV_MARKER = "dev-"
+# user_id (2088 and 12 digits today) and open_id as Alipay issues them, within their columns (64 and 128 wide).
+_USER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_OPEN_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 SUCCESS = "10000"
 # Alipay's "service currently unavailable": its own advice is to try again later.
 UNAVAILABLE = "20000"
@@ -249,6 +253,12 @@ class AlipayClient:
         if access_token is None or (user_id is None and open_id is None):
             log.warning("alipay oauth answer without identity", extra={"keys": sorted(node)})
             raise AlipayError("auth.alipay_failed", details={"sub_code": None})
+        # Stored as they come (ChannelIdentity.alipay_user_id, .alipay_open_id, .subject): an identity that
+        # cannot be is Alipay's fault, answered like any failed call.
+        if not (user_id is None or _USER_ID.fullmatch(user_id)) or not (open_id is None or _OPEN_ID.fullmatch(open_id)):
+            log.warning("alipay oauth answer with a malformed identity",
+                        extra={"user_id_length": len(user_id or ""), "open_id_length": len(open_id or "")})
+            raise AlipayError("auth.alipay_failed", details={"sub_code": None, "reason": "malformed_identity"})
         return AlipayUser(user_id=user_id, open_id=open_id, access_token=access_token)
 
     async def execute(self, method: str, biz_content: dict[str, Any] | None = None, **params: Any) -> dict[str, Any]:

@@ -49,6 +49,9 @@ end
 return 0
 """
 
+# openid and unionid as WeChat issues them (28-29 characters today), within their 128-wide columns.
+_IDENTITY = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
 # Query values that are credentials; httpx logs full URLs at INFO.
 _CREDENTIALS_IN_URL = re.compile(r"\b(secret|js_code|access_token)=[^&\s\"']+")
 
@@ -145,8 +148,14 @@ class WeChatClient:
         if not isinstance(openid, str) or not openid or not isinstance(session_key, str) or not session_key:
             log.warning("wechat code2session answer without openid or session_key")
             raise DomainError("auth.wechat_failed", details={"errcode": None, "reason": "incomplete_answer"})
-        unionid = answer.get("unionid")
-        return WeChatSession(openid=openid, unionid=unionid or None, session_key=session_key)
+        unionid = answer.get("unionid") or None
+        # Stored as they come (ChannelIdentity.subject and .unionid): an identity that cannot be is WeChat's fault.
+        if not _IDENTITY.fullmatch(openid) or not (unionid is None or
+                                                    (isinstance(unionid, str) and _IDENTITY.fullmatch(unionid))):
+            log.warning("wechat code2session answer with a malformed identity",
+                        extra={"openid_length": len(openid), "unionid_type": type(unionid).__name__})
+            raise DomainError("auth.wechat_failed", details={"errcode": None, "reason": "malformed_identity"})
+        return WeChatSession(openid=openid, unionid=unionid, session_key=session_key)
 
     # ---- access token --------------------------------------------------
 
