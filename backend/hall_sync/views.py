@@ -33,7 +33,8 @@ class HallCallbackIn(Input):
     event_id: str = Field(min_length=1, max_length=64, description="the hall's event id (idempotency)")
     case_no: str = Field(min_length=1, max_length=32)
     hall_case_id: str | None = Field(default=None, max_length=64)
-    status: str = Field(description="accepted, needs_correction, approved, rejected, certificate_issued, delivered")
+    status: str = Field(max_length=24,
+                        description="accepted, needs_correction, approved, rejected, certificate_issued, delivered")
     items: list[CorrectionItemIn] = Field(default_factory=list, max_length=100)
     reason: str = Field(default="", max_length=500)
 
