@@ -41,6 +41,7 @@ from backend.identity import service as identity
 from backend.identity.models import ChannelIdentity
 from backend.settings import Settings
 from backend.web import _file
+from miniprogram_api import limits
 from notifications.wechat_push import sign as push_sign
 from notifications.wechat_push_fake import generate_aes_key
 from tests.cases_support import ZHANG, World, build_world, kiosk_headers, resident
@@ -55,9 +56,9 @@ UNLIMITED = "1000000/60"
 @pytest.fixture
 def settings_overrides() -> dict[str, Any]:
     # Thousands of probes from one address, resident and kiosk: no rate limit may answer for the bounds.
-    rates = {name: UNLIMITED for name in ("rate_login_ip", "rate_login_account", "rate_realname_resident",
-                                          "rate_booking_resident", "rate_upload_resident", "rate_kiosk",
-                                          "rate_progress_ip")}
+    resident_writes = {setting for _, setting in [*limits.WRITE_LIMITS.values(), limits.DEFAULT]}
+    rates = {name: UNLIMITED for name in ("rate_login_ip", "rate_login_account", "rate_kiosk", "rate_progress_ip",
+                                          "rate_link_account", "rate_link_id_number", *resident_writes)}
     return {**rates, "rate_qr_miss_ip": "1000000/600", "wechat_push_token": PUSH_TOKEN,
             "wechat_push_aes_key": generate_aes_key(), "sms_report_token": REPORT_TOKEN}
 

@@ -14,8 +14,9 @@ from miniprogram_api import limits
 from tests.cases_support import resident
 from tests.conftest import Live, Platforms
 from tests.test_identity import ZHANG
+from tests.test_input_bounds import FITS
 
-PARAM = re.compile(r"<([a-z_]+):?([a-z]*)>")
+PARAM = re.compile(r"<([a-z_]+):([a-z0-9_]+)>")
 
 
 def mp_writes(live: Live) -> list[tuple[str, str, str]]:
@@ -26,7 +27,7 @@ def mp_writes(live: Live) -> list[tuple[str, str, str]]:
         if not path.startswith("/api/v1/mp/") or getattr(route.ctx, "public", False):
             continue
         for method in route.methods - limits.READS:
-            filled = PARAM.sub(lambda m: "1" if m.group(2) in ("int", "") and "id" in m.group(1) else "x", path)
+            filled = PARAM.sub(lambda m: FITS[m.group(2)], path)  # values of the right shape: the route is found
             out.append((method, filled, route.name))
     return sorted(out)
 
