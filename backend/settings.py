@@ -75,6 +75,7 @@ VARS: tuple[Var, ...] = (
     Var("REALNAME_APP_ID", "realname_app_id", "palmhall", "our app id at the real-name verification service"),
     Var("REALNAME_SECRET", "realname_secret", "", "HMAC secret for the real-name verification service", secret=True),
     Var("PLATFORM_FAKES", "platform_fakes", "auto", "serve fakes of WeChat, WeChat Pay, Alipay, the real-name service, SMS and the main hall under `/_fakes/` and point the clients at them: `auto` (development only), `true`, `false`; refused in production"),
+    Var("FAKES_STATE_DIR", "fakes_state_dir", "var/fakes", "development only: where the platform fakes keep what they were told (the main hall's cases, the payment platforms' trades and refunds), so a restart forgets nothing"),
     Var("ACCESS_TOKEN_TTL_SECONDS", "access_token_ttl", "900", "lifetime of a resident access token"),
     Var("REFRESH_TOKEN_TTL_DAYS", "refresh_token_ttl_days", "30", "lifetime of a resident refresh token (each is single-use)"),
     Var("STAFF_TOKEN_TTL_SECONDS", "staff_token_ttl", "28800", "lifetime of a staff token (one shift)"),
@@ -191,6 +192,7 @@ class Settings(BaseModel):
     realname_app_id: str = "palmhall"
     realname_secret: str = ""
     platform_fakes: Literal["auto", "true", "false"] = "auto"
+    fakes_state_dir: str = "var/fakes"
     access_token_ttl: int = Field(900, ge=60)
     refresh_token_ttl_days: int = Field(30, ge=1)
     staff_token_ttl: int = Field(28800, ge=300)

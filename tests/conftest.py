@@ -272,6 +272,7 @@ def settings(database_url: str, tmp_path: Path, platforms: Platforms, settings_o
         "embedded_worker": "false",
         "platform_fakes": "false",
         "secrets_file": str(tmp_path / "secrets.json"),
+        "fakes_state_dir": str(tmp_path / "fakes"),
         "log_level": "WARNING",
         **TEST_SECRETS,
         **platforms.settings(),

@@ -1,4 +1,7 @@
-"""A fake main hall that speaks the hall's HTTP on loopback, keeps its own store and counts what it gets."""
+"""A fake main hall that speaks the hall's HTTP on loopback, keeps its own store and counts what it gets.
+
+In development its store is a JSON file (`state_file`), so a restart of `make run` does not make the hall forget
+every case it had and answer each next step `out_of_order`."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import itertools
 import json
 import secrets
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import httpx
@@ -15,7 +18,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 from sanic.response import json as json_response
 
-from backend import clock
+from backend import clock, fake_state
 from backend.hall_sync.client import H_APP, H_NONCE, H_TS, signed_headers, verify_signature
 
 _blueprints = itertools.count(1)
@@ -46,8 +49,30 @@ class FakeHall:
     changes: list[dict[str, Any]] = field(default_factory=list)  # the hall's own status changes
     # pushes (accepted once each), duplicates, out_of_order, unavailable, unauthorized, callbacks
     calls: Counter[str] = field(default_factory=Counter)
+    state_file: str = ""  # where the store is kept between runs (development); empty keeps it in memory
     _seen_nonces: set[str] = field(default_factory=set)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def __post_init__(self) -> None:
+        saved = fake_state.load(self.state_file)
+        if saved is None:
+            return
+        self.cases = {no: HallCase(**c) for no, c in saved.get("cases", {}).items()}
+        self.appointments = saved.get("appointments", {})
+        self.answers = saved.get("answers", {})
+        self.changes = saved.get("changes", [])
+        self.calls = Counter(saved.get("calls", {}))
+        self._ids = itertools.count(int(saved.get("next_id", len(self.cases) + 1)))
+
+    def save(self) -> None:
+        """Keep the store (a no-op without `state_file`); called after every change to it."""
+        if not self.state_file:
+            return
+        next_id = next(self._ids)
+        self._ids = itertools.count(next_id)
+        fake_state.save(self.state_file, {
+            "cases": {no: asdict(c) for no, c in self.cases.items()}, "appointments": self.appointments,
+            "answers": self.answers, "changes": self.changes, "calls": dict(self.calls), "next_id": next_id})
 
     # ---- what the hall's own clerks do --------------------------------------------------------
 
@@ -60,6 +85,7 @@ class FakeHall:
                   "hall_case_id": case.hall_case_id, "status": status, "items": items or [], "reason": reason,
                   "cursor": len(self.changes) + 1}
         self.changes.append(change)
+        self.save()
         return change
 
     async def change(self, case_no: str, status: str, *, items: list[dict[str, str]] | None = None,
@@ -118,6 +144,7 @@ class FakeHall:
             return 200, {"hall_case_id": case.hall_case_id, "seq": seq, "duplicate": True}
         if seq != case.last_seq + 1:
             self.calls["out_of_order"] += 1
+            self.save()
             return 409, {"error": "out_of_order", "expected": case.last_seq + 1, "got": seq}
         case.last_seq = seq
         case.steps.append({"seq": seq, "kind": push.get("kind"), "status": push.get("status"),
@@ -127,6 +154,7 @@ class FakeHall:
         self.calls["pushes"] += 1
         answer = {"hall_case_id": case.hall_case_id, "seq": seq}
         self.answers[key] = answer
+        self.save()
         return 200, answer
 
     def push_appointment(self, key: str, push: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -142,6 +170,7 @@ class FakeHall:
         self.calls["appointment_pushes"] += 1
         answer = {"seq": seq}
         self.answers[key] = answer
+        self.save()
         return 200, answer
 
     def steps(self, case_no: str) -> list[str]:
