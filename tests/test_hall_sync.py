@@ -19,6 +19,7 @@ from sanic import Sanic
 
 from backend import clock, runtime
 from backend.app import worker_config
+from backend.audit.models import AuditEntry
 from backend.cases.models import Case, CaseHistory, CaseStatus
 from backend.hall_sync import service
 from backend.hall_sync.client import (
@@ -358,12 +359,116 @@ async def test_status_and_resync(live: Live, hall: Hall, world: World) -> None:
     await runtime.current().redis.delete("palmhall:hall:breaker")
     await OutboxEvent.filter(status=OutboxStatus.PENDING).update(available_at=clock.now_ms())
     await drain(worker)
-    event_id = await service.resync(case_no=case_no)
+    event_id = (await service.resync(case_no=case_no)).event_id
     await drain(worker)
     assert hall.fake.steps(case_no) == ["created:submitted", "status:submitted", "snapshot:submitted"]
     assert hall.fake.cases[case_no].steps[-1]["event_id"] == str(event_id)
     s = await service.status(settings=live.app.ctx.settings, redis=live.app.ctx.redis)
     assert s["pending"] == 0 and s["lag_seconds"] == 0 and s["breaker"]["state"] == "closed"
+
+
+# ---- a hall that lost steps, a step that is stuck -------------------------------------------
+
+
+async def test_a_hall_that_wants_an_earlier_step_gets_the_steps_from_there(live: Live, hall: Hall,
+                                                                          world: World) -> None:
+    case_no = await walk_in(live, world)
+    worker = new_worker(live)
+    await drain(worker)
+    first_id = hall.fake.cases[case_no].hall_case_id
+    # The hall loses its store (restored from an old backup, or a fake restarted without its file).
+    hall.fake.cases.clear()
+    hall.fake.answers.clear()
+    r = await act(live, world.clerk, case_no, "accept")
+    assert r.status_code == 200, r.text
+    await drain(worker)
+    # It answered out_of_order (expected 1) once; we sent steps 1 and 2 again, then 3: no hours of retrying.
+    assert hall.fake.calls["out_of_order"] == 1
+    assert hall.fake.steps(case_no) == ["created:submitted", "status:submitted", "status:accepted"]
+    assert [s["seq"] for s in hall.fake.cases[case_no].steps] == [1, 2, 3]
+    assert hall.fake.cases[case_no].status == await status_of(case_no) == "accepted"
+    [event] = [e for e in await OutboxEvent.filter(topic="case.status_changed") if e.payload.get("to") == "accepted"]
+    assert (event.status, event.attempts) == (OutboxStatus.DONE, 1)
+    link = await HallCaseLink.get(case_no=case_no)
+    assert link.hall_case_id == hall.fake.cases[case_no].hall_case_id != first_id  # the id it gave this time
+    assert (link.last_seq_sent, link.last_seq_acked, link.hall_status) == (3, 3, "accepted")
+    # The resent steps are the same steps: same idempotency keys, same materials.
+    assert hall.fake.cases[case_no].steps[0]["materials"][0]["code"] == "FORM"
+    assert await hall_pending() == 0
+
+
+@pytest.mark.parametrize("stuck", ["pending", "dead"])
+async def test_resync_of_a_stuck_case_goes_at_once_and_supersedes_the_stuck_step(live: Live, hall: Hall,
+                                                                                 world: World, stuck: str) -> None:
+    case_no = await walk_in(live, world)
+    worker = new_worker(live)
+    await drain(worker)
+    hall.fake.down = True
+    r = await act(live, world.clerk, case_no, "accept")
+    assert r.status_code == 200, r.text
+    await drain(worker)  # refused: retried later
+    [step] = [e for e in await OutboxEvent.filter(topic="case.status_changed") if e.payload.get("to") == "accepted"]
+    assert step.status == OutboxStatus.PENDING
+    # Stuck: its next attempt hours away (the backoff of a step refused for hours), or given up on.
+    if stuck == "pending":
+        await OutboxEvent.filter(seq=step.seq).update(available_at=clock.now_ms() + 5 * 3600 * 1000)
+    else:
+        await OutboxEvent.filter(seq=step.seq).update(status=OutboxStatus.DEAD, attempts=10)
+    r = await act(live, world.clerk, case_no, "start_review")  # a later step waits behind it
+    assert r.status_code == 200, r.text
+    hall.fake.down = False
+    await runtime.current().redis.delete("palmhall:hall:breaker")
+    await drain(worker)
+    assert hall.fake.steps(case_no) == ["created:submitted", "status:submitted"]  # still stuck
+
+    done = await service.resync(case_no=case_no)
+    await drain(worker)
+    # The snapshot went at once, in the stuck step's place; the superseded steps are not sent after it.
+    assert hall.fake.steps(case_no) == ["created:submitted", "status:submitted", "snapshot:in_review"]
+    assert (done.superseded, done.seq) == (2, 3)
+    assert [s["seq"] for s in hall.fake.cases[case_no].steps] == [1, 2, 3]
+    assert hall.fake.cases[case_no].steps[-1]["event_id"] == str(done.event_id)
+    assert await hall_pending() == 0 and await OutboxEvent.filter(status=OutboxStatus.DEAD).count() == 0
+    link = await HallCaseLink.get(case_no=case_no)
+    assert (link.last_seq_sent, link.last_seq_acked, link.hall_status) == (3, 3, "in_review")
+    # The case goes on in sequence after it.
+    r = await act(live, world.clerk, case_no, "approve")
+    assert r.status_code == 200, r.text
+    await drain(worker)
+    assert hall.fake.steps(case_no)[-1] == "status:approved"
+    assert [s["seq"] for s in hall.fake.cases[case_no].steps] == [1, 2, 3, 4]
+    assert hall.fake.calls["out_of_order"] == 0 and hall.fake.calls["duplicates"] == 0
+    assert await AuditEntry.filter(action="hall_sync.resync", target_id=case_no).count() == 1
+
+
+def test_the_push_handler_is_named_as_resync_marks_it(live: Live) -> None:
+    from backend.hall_sync import handlers
+    from backend.jobs.outbox import handler_name
+
+    assert handler_name(handlers.push_to_hall) == service.PUSH_HANDLER
+
+
+def test_the_fake_hall_keeps_its_store_across_a_restart(tmp_path: Path) -> None:
+    path = str(tmp_path / "var" / "fakes" / "hall.json")
+
+    def push(fake: FakeHall, key: str, case_no: str, seq: int, status: str) -> tuple[int, dict[str, Any]]:
+        return fake.push_case(key, {"case_no": case_no, "seq": seq, "kind": "status", "status": status})
+
+    before = FakeHall(app_id=APP_ID, state_file=path)
+    assert push(before, "k1", "C1", 1, "submitted")[0] == 200
+    assert push(before, "k2", "C1", 2, "accepted")[0] == 200
+    change = before.record_change("C1", "approved")
+
+    after = FakeHall(app_id=APP_ID, state_file=path)  # the process restarted
+    assert after.steps("C1") == before.steps("C1") == ["status:submitted", "status:accepted"]
+    assert after.cases["C1"].status == "approved" and after.changes == [change]
+    assert push(after, "k3", "C1", 3, "in_review") == (200, {"hall_case_id": "HALL-000001", "seq": 3})
+    assert push(after, "k2", "C1", 2, "accepted") == (200, {"hall_case_id": "HALL-000001", "seq": 2})
+    assert push(after, "k4", "C2", 1, "submitted")[1]["hall_case_id"] == "HALL-000002"  # ids go on
+    assert after.calls["out_of_order"] == 0 and after.calls["duplicates"] == 1
+    # Without a state file a restart forgets, as the fake in tests always did.
+    forgetful = FakeHall(app_id=APP_ID)
+    assert push(forgetful, "k5", "C1", 3, "in_review")[0] == 409
 
 
 # ---- two workers ----------------------------------------------------------------------------

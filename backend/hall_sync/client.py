@@ -68,6 +68,25 @@ class HallRejected(HallError):
         super().__init__(f"hall refused with {status}: {body}")
 
 
+class HallOutOfOrder(HallRejected):
+    """The hall holds a case's steps only up to `expected - 1` (it lost some: a restore, a restart) and wants
+    `expected` next: sending the same step again would be refused again, the steps from `expected` are due."""
+
+    def __init__(self, status: int, body: Any, expected: int) -> None:
+        super().__init__(status, body)
+        self.expected = expected
+
+
+def _out_of_order(status: int, data: Any) -> HallOutOfOrder | None:
+    """409 {"error": "out_of_order", "expected": N}: the sequence the hall wants, if it said one."""
+    if status != 409 or not isinstance(data, dict) or data.get("error") != "out_of_order":
+        return None
+    expected = data.get("expected")
+    if isinstance(expected, bool) or not isinstance(expected, int) or expected < 1:
+        return None
+    return HallOutOfOrder(status, data, expected)
+
+
 # ---- circuit breaker ------------------------------------------------------------------------
 
 BREAKER_KEY = "palmhall:hall:breaker"
@@ -165,7 +184,7 @@ class HallGateway:
         except ValueError:
             data = {"raw": r.text[:200]}
         if r.status_code >= 400:
-            raise HallRejected(r.status_code, data)
+            raise _out_of_order(r.status_code, data) or HallRejected(r.status_code, data)
         return data
 
     async def _failed(self) -> None:

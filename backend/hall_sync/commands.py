@@ -36,18 +36,20 @@ def status_cmd() -> None:
 @hall_sync.command("resync")
 @click.argument("case_no")
 def resync_cmd(case_no: str) -> None:
-    """Queue a full snapshot of CASE_NO for the hall, after the case's pending steps."""
+    """Send the hall a full snapshot of CASE_NO now: steps of the case still waiting for the hall (stuck behind a
+    long backoff, or dead) are superseded by it instead of holding it back."""
     from backend.cli import run_with_db
+    from backend.hall_sync import service
 
-    async def run(settings: Settings) -> str:
-        from backend.hall_sync import service
-
-        return str(await service.resync(case_no=case_no))
+    async def run(settings: Settings) -> service.Resync:
+        return await service.resync(case_no=case_no)
 
     from backend.errors import DomainError
 
     try:
-        event_id = run_with_db(run)
+        done = run_with_db(run)
     except DomainError as exc:
         raise click.ClickException(f"{exc.code}: {exc.message}") from None
-    click.echo(f"queued snapshot of {case_no} as event {event_id}")
+    at = f" at sequence {done.seq}" if done.seq is not None else ""
+    click.echo(f"queued snapshot of {case_no} as event {done.event_id}{at}, "
+               f"superseding {done.superseded} waiting step(s)")

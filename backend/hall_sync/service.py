@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +22,7 @@ from backend.cases.schemas import NoticeItemIn
 from backend.cases.statemachine import STAFF, Actor, transition
 from backend.crypto import KeyRing
 from backend.errors import DomainError, register_codes
-from backend.hall_sync.client import Breaker, HallError, HallGateway, HallRejected
+from backend.hall_sync.client import Breaker, HallError, HallGateway, HallOutOfOrder, HallRejected
 from backend.hall_sync.models import (
     HallCaseLink,
     HallInboundEvent,
@@ -181,7 +182,8 @@ async def push_event(event: Event) -> str:
     """Push one event to the hall and wait for its acknowledgement; raise if it did not come.
 
     The outbox keeps one case's events in order (ordering key), so a failure here holds back the
-    case's later steps until this one is acknowledged, while other cases go on."""
+    case's later steps until this one is acknowledged, while other cases go on. When the hall answers
+    that it wants an earlier step (it lost some), the steps from there are sent again first."""
     if event.topic.startswith("appointment."):
         return await _push_appointment(event)
     p = event.payload
@@ -203,7 +205,38 @@ async def push_event(event: Event) -> str:
     if push.acked_at is not None:
         return "already"
     case = await Case.get(case_no=case_no)
-    body: dict[str, Any] = {"case_no": case_no, "seq": push.seq, "kind": kind, "event_id": str(event.id),
+    body = await _case_body(case, push, p, settings)
+    resend_from: int | None = None
+    for _ in range(MAX_CATCH_UPS + 1):
+        try:
+            if resend_from is not None:
+                await _resend(case, first=resend_from, before=push.seq, settings=settings)
+            answer = await gateway().push_case(idempotency_key=str(event.id), push=body)
+            break
+        except HallOutOfOrder as exc:
+            if not 1 <= exc.expected < push.seq:
+                raise
+            log.warning("hall wants earlier steps of a case; sending them again",
+                        extra={"case_no": case_no, "expected": exc.expected, "seq": push.seq})
+            resend_from = exc.expected
+        except HallError as exc:
+            if not isinstance(exc, HallRejected):
+                await _hold_attempts(event)
+            raise
+    else:
+        raise HallRejected(409, {"error": "out_of_order", "seq": push.seq, "resent_from": resend_from})
+    await _acked(push, case_no, body, answer)
+    return "pushed"
+
+
+# How many times one push follows the hall back to an earlier step before it gives up (and retries later).
+MAX_CATCH_UPS = 3
+
+
+async def _case_body(case: Case, push: HallPush, p: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """What the hall is told for one numbered step, from the event that made it (`p`, its payload)."""
+    kind = push.kind
+    body: dict[str, Any] = {"case_no": case.case_no, "seq": push.seq, "kind": kind, "event_id": str(push.event_id),
                             "hall_id": case.hall_id, "item_id": case.item_id,  # type: ignore[attr-defined]
                             "status": p.get("to") or case.status.value, "from": p.get("from"),
                             "at": push.committed_at.isoformat()}
@@ -216,12 +249,24 @@ async def push_event(event: Event) -> str:
         body["codes"] = p.get("codes", [])
     if kind == "snapshot":
         body["status"] = case.status.value
-    try:
-        answer = await gateway().push_case(idempotency_key=str(event.id), push=body)
-    except HallError as exc:
-        if not isinstance(exc, HallRejected):
-            await _hold_attempts(event)
-        raise
+    return body
+
+
+async def _resend(case: Case, *, first: int, before: int, settings: Settings) -> None:
+    """Send the hall the case's steps `first` .. `before - 1` again, each as it was first sent (its own event,
+    sequence number and idempotency key), so the hall ends with the whole history and not only the latest step."""
+    rows = await HallPush.filter(subject=f"case:{case.case_no}", seq__gte=first, seq__lt=before).order_by("seq")
+    if [r.seq for r in rows] != list(range(first, before)):
+        raise HallRejected(409, {"error": "out_of_order", "expected": first, "missing_here": True})
+    payloads = {e.event_id: e.payload for e in await OutboxEvent.filter(event_id__in=[r.event_id for r in rows])}
+    for row in rows:
+        payload = payloads.get(row.event_id)
+        body = await _case_body(case, row, payload if isinstance(payload, dict) else {}, settings)
+        answer = await gateway().push_case(idempotency_key=str(row.event_id), push=body)
+        await _acked(row, case.case_no, body, answer)
+
+
+async def _acked(push: HallPush, case_no: str, body: dict[str, Any], answer: dict[str, Any]) -> None:
     now = clock.now()
     async with db.transaction() as tx:
         await HallPush.filter(id=push.id).using_db(tx).update(acked_at=now)
@@ -232,7 +277,6 @@ async def push_event(event: Event) -> str:
         if answer.get("hall_case_id"):
             changes["hall_case_id"] = str(answer["hall_case_id"])
         await HallCaseLink.filter(id=link.id).using_db(tx).update(**changes)
-    return "pushed"
 
 
 async def _push_appointment(event: Event) -> str:
@@ -256,14 +300,61 @@ async def _push_appointment(event: Event) -> str:
     return "pushed"
 
 
-async def resync(*, case_no: str) -> uuid.UUID:
-    """Queue a full snapshot of one case for the hall, behind the case's other pending steps."""
+@dataclass(frozen=True)
+class Resync:
+    event_id: uuid.UUID  # the snapshot's outbox event
+    superseded: int  # the case's steps that were waiting for the hall and are now covered by the snapshot
+    seq: int | None  # the sequence number the snapshot takes at the hall (None: the next one, when it is sent)
+
+
+# The outbox handler that pushes to the hall (backend/hall_sync/handlers.py), by the name the worker records.
+PUSH_HANDLER = "backend.hall_sync.handlers.push_to_hall"
+
+
+async def resync(*, case_no: str, actor_kind: str = "operator", actor_id: str = "cli") -> Resync:
+    """A full snapshot of one case for the hall, sent now rather than behind a step that is stuck.
+
+    The case's steps still waiting for the hall (pending however far off their next attempt, or dead) are
+    superseded: their push is marked done, so the outbox runs their other handlers now and the case's queue
+    moves, and the snapshot takes the sequence number of the first of them, so the hall's sequence stays whole.
+    A step a worker holds at this moment is left to it; the snapshot follows it."""
     case = await Case.get_or_none(case_no=case_no)
     if case is None:
         raise DomainError("case.not_found")
+    key = f"case:{case_no}"
+    now_ms = clock.now_ms()
+    superseded: list[uuid.UUID] = []
     async with db.transaction() as tx:
-        return await emit(RESYNC_TOPIC, {"case_no": case_no, "case_id": case.id}, using_db=tx,
-                          ordering_key=f"case:{case_no}")
+        waiting = await (OutboxEvent.filter(ordering_key=key, topic__in=[*CASE_TOPICS, RESYNC_TOPIC],
+                                            status__in=[OutboxStatus.PENDING, OutboxStatus.DEAD])
+                         .using_db(tx).select_for_update().order_by("seq"))
+        for ev in waiting:
+            done = list(ev.done_handlers or [])
+            if PUSH_HANDLER in done:
+                continue  # the hall has it; something else holds this event
+            changes: dict[str, Any] = {"done_handlers": [*done, PUSH_HANDLER], "available_at": now_ms,
+                                       "last_error": f"hall push superseded by a resync of {case_no}"}
+            if ev.status == OutboxStatus.DEAD:
+                changes.update(status=OutboxStatus.PENDING, attempts=0, finished_at=None, lease_until=None,
+                               locked_by=None)
+            # Only if no worker claimed it meanwhile (a claim changes the status).
+            if await OutboxEvent.filter(seq=ev.seq, status=ev.status).using_db(tx).update(**changes):
+                superseded.append(ev.event_id)
+        unsent = await HallPush.filter(subject=key, event_id__in=superseded, acked_at__isnull=True).using_db(tx)
+        seq = min((p.seq for p in unsent), default=None)
+        if unsent:
+            await HallPush.filter(id__in=[p.id for p in unsent]).using_db(tx).delete()
+        event_id = await emit(RESYNC_TOPIC, {"case_no": case_no, "case_id": case.id}, using_db=tx, ordering_key=key)
+        if seq is not None:
+            await HallPush.create(event_id=event_id, subject=key, seq=seq, kind="snapshot", committed_at=clock.now(),
+                                  using_db=tx)
+            await HallCaseLink.filter(case_no=case_no, last_seq_sent__gte=seq).using_db(tx).update(
+                last_seq_sent=seq - 1)
+        await audit.record(using_db=tx, actor_kind=actor_kind, actor_id=actor_id, action="hall_sync.resync",
+                           target_kind="case", target_id=case_no,
+                           details={"event_id": str(event_id), "superseded": [str(e) for e in superseded],
+                                    "seq": seq})
+    return Resync(event_id=event_id, superseded=len(superseded), seq=seq)
 
 
 # ---- inbound --------------------------------------------------------------------------------
