@@ -1,4 +1,9 @@
-"""Alipay's trade methods on the fake gateway (backend.identity.alipay_fake), signed notifications, and bills."""
+"""Alipay's trade methods on the fake gateway (backend.identity.alipay_fake), signed notifications, and bills.
+
+Refunds are settled at once (`fund_change` Y), or, with `refunds_wait` (development), wait until a developer says
+how they end (`POST .../simulate/refund/{out_request_no}`): a success is then notified like Alipay does (the trade's
+notification with `out_biz_no`, `refund_fee` and `gmt_refund`); a failure is not notified (Alipay does not) and
+shows in the refund query and in the answer to asking again."""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import io
 import secrets
 import uuid
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,8 +20,9 @@ from urllib.parse import urlsplit
 import httpx
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, raw
+from sanic.response import json as json_response
 
-from backend import clock
+from backend import clock, fake_state
 from backend.identity.alipay import load_private_key, rsa2_sign, sign_content
 from backend.identity.alipay_fake import FakeAlipay, GatewayError
 
@@ -58,7 +64,13 @@ class AliRefund:
     out_trade_no: str
     trade_no: str
     amount_fen: int
-    at: str
+    at: str  # when it was asked for, then when the money went back
+    status: str = "SUCCESS"  # PENDING (refunds_wait), SUCCESS, FAILED
+    fail_code: str = ""  # the sub_code a FAILED refund is answered with when asked again
+
+
+# How a waiting refund fails: the merchant's Alipay balance cannot cover it (the common real failure).
+REFUND_FAILURE = ("ACQ.SELLER_BALANCE_NOT_ENOUGH", "卖家余额不足")
 
 
 @dataclass
@@ -74,9 +86,15 @@ class AlipayTrades:
     bill_extra: list[list[str]] = field(default_factory=list)
     bill_drop: set[str] = field(default_factory=set)
     bill_amount: dict[str, int] = field(default_factory=dict)
+    refunds_wait: bool = False  # refunds wait for simulate_refund instead of settling at once
+    state_file: str = ""  # where trades and refunds are kept between runs (development); empty: memory only
 
     def __post_init__(self) -> None:
         self._key = load_private_key(self.gateway.alipay_private_key)
+        saved = fake_state.load(self.state_file)
+        if saved is not None:
+            self.trades = {no: AliTrade(**t) for no, t in saved.get("trades", {}).items()}
+            self.refunds = {no: AliRefund(**r) for no, r in saved.get("refunds", {}).items()}
         h = self.gateway.handlers
         h["alipay.trade.create"] = self._create
         h["alipay.trade.precreate"] = self._precreate
@@ -109,6 +127,7 @@ class AlipayTrades:
         if kind == "precreate":
             trade.qr_code = f"https://qr.alipay.com/bax{secrets.token_hex(10)}"
         self.trades[no] = trade
+        self.save()
         return trade
 
     def _create(self, params: dict[str, str], biz: dict[str, Any]) -> dict[str, Any]:
@@ -138,34 +157,61 @@ class AlipayTrades:
         if t.status in ("TRADE_SUCCESS", "TRADE_FINISHED"):
             raise GatewayError("ACQ.TRADE_STATUS_ERROR", "交易状态不合法")
         t.status = "TRADE_CLOSED"
+        self.save()
         return {"code": "10000", "msg": "Success", "out_trade_no": t.out_trade_no, "trade_no": t.trade_no}
 
     def _refund(self, params: dict[str, str], biz: dict[str, Any]) -> dict[str, Any]:
         t = self._find(biz)
-        if t.status != "TRADE_SUCCESS":
-            raise GatewayError("ACQ.TRADE_STATUS_ERROR", "交易状态不合法")
         no = str(biz.get("out_request_no") or t.out_trade_no)
-        fen = _fen(str(biz.get("refund_amount", "0")))
         done = self.refunds.get(no)
+        if done is not None and done.out_trade_no != t.out_trade_no:
+            raise GatewayError("ACQ.REFUND_REQUEST_NO_DUPLICATE", "退款请求号重复")
+        if done is not None and done.status == "FAILED":
+            raise GatewayError(done.fail_code or REFUND_FAILURE[0], REFUND_FAILURE[1])
+        changed = "N"  # asked again: nothing moves this time (Alipay's answer to a repeated request)
         if done is None:
-            if fen <= 0 or t.refunded_fen + fen > t.total_fen:
+            if t.status != "TRADE_SUCCESS":
+                raise GatewayError("ACQ.TRADE_STATUS_ERROR", "交易状态不合法")
+            fen = _fen(str(biz.get("refund_amount", "0")))
+            held = sum(r.amount_fen for r in self.refunds.values()
+                       if r.out_trade_no == t.out_trade_no and r.status == "PENDING")
+            if fen <= 0 or t.refunded_fen + held + fen > t.total_fen:
                 raise GatewayError("ACQ.REFUND_AMT_NOT_EQUAL_TOTAL", "退款金额超限")
-            t.refunded_fen += fen
             done = self.refunds[no] = AliRefund(out_request_no=no, out_trade_no=t.out_trade_no, trade_no=t.trade_no,
-                                                amount_fen=fen, at=_local(clock.now()))
+                                                amount_fen=fen, at=_local(clock.now()), status="PENDING")
+            if not self.refunds_wait:
+                self._settle_refund(done, success=True)
+                changed = "Y"
+            self.save()
+        node = {"code": "10000", "msg": "Success", "out_trade_no": t.out_trade_no, "trade_no": t.trade_no,
+                "fund_change": changed, "refund_fee": yuan(t.refunded_fen)}
+        if done.status == "SUCCESS":
+            node["gmt_refund_pay"] = done.at
+        return node
+
+    def _settle_refund(self, r: AliRefund, *, success: bool) -> None:
+        if r.status != "PENDING":
+            return
+        if not success:
+            r.status, r.fail_code = "FAILED", REFUND_FAILURE[0]
+        else:
+            t = self.trades[r.out_trade_no]
+            r.status, r.at = "SUCCESS", _local(clock.now())
+            t.refunded_fen += r.amount_fen
             if t.refunded_fen == t.total_fen:
                 t.status = "TRADE_CLOSED"
-        return {"code": "10000", "msg": "Success", "out_trade_no": t.out_trade_no, "trade_no": t.trade_no,
-                "fund_change": "Y", "refund_fee": yuan(t.refunded_fen), "gmt_refund_pay": done.at}
+        self.save()
 
     def _refund_query(self, params: dict[str, str], biz: dict[str, Any]) -> dict[str, Any]:
         t = self._find(biz)
         r = self.refunds.get(str(biz.get("out_request_no", "")))
         node: dict[str, Any] = {"code": "10000", "msg": "Success", "out_trade_no": t.out_trade_no,
                                 "trade_no": t.trade_no}
-        if r is not None:
+        if r is not None and r.out_trade_no == t.out_trade_no:
             node.update(out_request_no=r.out_request_no, refund_amount=yuan(r.amount_fen),
-                        total_amount=yuan(t.total_fen), refund_status="REFUND_SUCCESS")
+                        total_amount=yuan(t.total_fen))
+            if r.status == "SUCCESS":  # no refund_status: not received, still under way, or failed
+                node.update(refund_status="REFUND_SUCCESS", gmt_refund_pay=r.at)
         return node
 
     def _bill_url(self, params: dict[str, str], biz: dict[str, Any]) -> dict[str, Any]:
@@ -182,6 +228,7 @@ class AlipayTrades:
             t.status = "TRADE_SUCCESS"
             t.paid_at = _local(clock.now())
             t.buyer = t.buyer or buyer
+            self.save()
         return t
 
     def notification(self, trade_ref: str, *, status: str | None = None, key: Any = None,
@@ -217,6 +264,32 @@ class AlipayTrades:
             return None
         return await self.deliver(t.notify_url, self.notification(out_trade_no))
 
+    def refund_notification(self, out_request_no: str, **override: str) -> dict[str, str]:
+        """What Alipay sends after a refund went through: the trade's notification, to the trade's notify_url,
+        naming the refund (`out_biz_no`) with the trade's whole refunded amount and the refund's time."""
+        r = self.refunds[out_request_no]
+        t = self.trades[r.out_trade_no]
+        return self.notification(t.out_trade_no, **{"out_biz_no": r.out_request_no,
+                                                    "refund_fee": yuan(t.refunded_fen),
+                                                    "gmt_refund": f"{r.at}.000", **override})
+
+    async def finish_refund(self, out_request_no: str, *, success: bool = True, notify: bool = True
+                            ) -> httpx.Response | None:
+        """A waiting refund ends; a success is notified (unless told not to), a failure never is."""
+        r = self.refunds[out_request_no]
+        self._settle_refund(r, success=success)
+        if not (success and notify):
+            return None
+        t = self.trades[r.out_trade_no]
+        return await self.deliver(t.notify_url, self.refund_notification(out_request_no))
+
+    def save(self) -> None:
+        """Keep trades and refunds (a no-op without `state_file`); called after every change to them."""
+        if not self.state_file:
+            return
+        fake_state.save(self.state_file, {"trades": {no: asdict(t) for no, t in self.trades.items()},
+                                          "refunds": {no: asdict(r) for no, r in self.refunds.items()}})
+
     # ---- bills ----
 
     def bill_csv(self, day: str) -> str:
@@ -234,7 +307,7 @@ class AlipayTrades:
                         t.buyer or "", yuan(fen), yuan(fen), "0.00", "0.00", "0.00", "0.00", "0.00", "", "0.00",
                         "0.00", "", "0.00", "0.00", ""])
         for r in self.refunds.values():
-            if not r.at.startswith(day):
+            if r.status != "SUCCESS" or not r.at.startswith(day):
                 continue
             t = self.trades[r.out_trade_no]
             w.writerow([r.trade_no, r.out_trade_no, "退款", t.subject, r.at, r.at, "", "", "", "", t.buyer or "",
@@ -272,6 +345,25 @@ def blueprint(state: AlipayTrades, *, url_prefix: str = "") -> Blueprint:
         answer = await state.pay(no)
         return HTTPResponse(f"notified: {answer.text if answer else '-'}", content_type="text/plain")
 
+    async def simulate_refund(request: Request, no: str) -> HTTPResponse:
+        # Development only: a waiting refund ends (success, or failure) and a success is notified.
+        outcome = request.args.get("outcome", "success")
+        if outcome not in ("success", "failure"):
+            return json_response({"error": "outcome must be success or failure"}, status=400)
+        found = state.refunds.get(no)
+        if found is None:
+            return json_response({"error": "no such refund"}, status=404)
+        if found.status != "PENDING":
+            return json_response({"error": "refund already finished", "status": found.status}, status=409)
+        answer = await state.finish_refund(no, success=outcome == "success")
+        return json_response({"out_request_no": no, "status": found.status,
+                              "notified": answer.text if answer is not None else None})
+
+    async def simulate_refunds(request: Request) -> HTTPResponse:
+        return json_response({"refunds": [asdict(r) for r in state.refunds.values()]})
+
     bp.add_route(bill, "/bills/<day:str>", methods=["GET"], name="bill")
     bp.add_route(simulate_pay, "/simulate/pay/<no:str>", methods=["POST"], name="simulate_pay")
+    bp.add_route(simulate_refund, "/simulate/refund/<no:str>", methods=["POST"], name="simulate_refund")
+    bp.add_route(simulate_refunds, "/simulate/refunds", methods=["GET"], name="simulate_refunds")
     return bp

@@ -432,6 +432,8 @@ async def accept_alipay(*, params: dict[str, str], settings: Settings) -> str:
             problem = "amount_mismatch"
         elif not params.get("trade_no"):
             problem = "no_trade_no"
+    if problem is None and params.get("out_biz_no") and params.get("refund_fee"):
+        return await _accept_alipay_refund(params, order)  # type: ignore[arg-type]
     if problem is not None:
         content = {k: v for k, v in params.items() if k != "sign"}
         await _suspect(PayChannel.ALIPAY, no or None, problem, content)
@@ -442,6 +444,28 @@ async def accept_alipay(*, params: dict[str, str], settings: Settings) -> str:
     return await settle_paid(channel=PayChannel.ALIPAY, out_trade_no=no, platform_trade_no=params["trade_no"],
                              amount_fen=order.amount_fen,  # type: ignore[union-attr]
                              paid_at=_parse_time(params.get("gmt_payment")), source="notify:alipay")
+
+
+async def _accept_alipay_refund(params: dict[str, str], order: PaymentOrder) -> str:
+    """Alipay's notification after a refund went through: the trade's notification naming the refund
+    (`out_biz_no`), with the trade's whole refunded amount (`refund_fee`) and the refund's time (`gmt_refund`)."""
+    no = params["out_biz_no"]
+    refund = await Refund.get_or_none(out_refund_no=no, order_id=order.id)
+    problem = None
+    if refund is None:
+        problem = "unknown_refund"
+    elif refund.state == RefundState.PROCESSING:
+        try:
+            refunded = ali.yuan_to_fen(params["refund_fee"])
+        except ValueError:
+            refunded = -1
+        if refunded != order.refunded_fen + refund.amount_fen:
+            problem = "amount_mismatch"
+    if problem is not None:
+        await _suspect(PayChannel.ALIPAY, order.out_trade_no, problem, {k: v for k, v in params.items() if k != "sign"})
+        raise Refused(problem, 404 if problem == "unknown_refund" else 400)
+    return await settle_refund(out_refund_no=no, success=True, platform_refund_id=params.get("trade_no"),
+                               at=_parse_time(params.get("gmt_refund")), source="notify:alipay")
 
 
 # ---- refunds ----------------------------------------------------------------------------------
@@ -519,9 +543,21 @@ async def submit_refund(*, refund_id: int, settings: Settings) -> None:
         await settle_refund(out_refund_no=refund.out_refund_no, success=False, platform_refund_id=None, at=None,
                             source="platform:alipay")
         return
-    # Alipay refunds synchronously: a 10000 answer means the money went back.
-    await settle_refund(out_refund_no=refund.out_refund_no, success=True, platform_refund_id=node.get("trade_no"),
-                        at=_parse_time(node.get("gmt_refund_pay")), source="platform:alipay")
+    if node.get("fund_change") == "Y":  # the money went back with this answer
+        await settle_refund(out_refund_no=refund.out_refund_no, success=True, platform_refund_id=node.get("trade_no"),
+                            at=_parse_time(node.get("gmt_refund_pay")), source="platform:alipay")
+        return
+    # Accepted, but no money moved with this answer (asked before, or still under way): Alipay's refund query
+    # says whether it went back; if not yet, its notification or the periodic query will.
+    try:
+        found = await ali.query_refund(ch.alipay, out_trade_no=order.out_trade_no,
+                                       out_request_no=refund.out_refund_no)
+    except DomainError as exc:  # not knowing yet is no failure of the refund: the periodic query asks again
+        log.warning("alipay refund query failed", extra={"out_refund_no": refund.out_refund_no, "error": exc.code})
+        return
+    if found.get("refund_status") == "REFUND_SUCCESS":
+        await settle_refund(out_refund_no=refund.out_refund_no, success=True, platform_refund_id=node.get("trade_no"),
+                            at=_parse_time(found.get("gmt_refund_pay")), source="query:alipay")
 
 
 async def _apply_wechat_refund_status(refund: Refund, data: dict[str, Any]) -> None:
@@ -656,8 +692,8 @@ async def sync_refund(*, refund: Refund, settings: Settings) -> str:
     else:
         node = await ali.query_refund(ch.alipay, out_trade_no=order.out_trade_no, out_request_no=refund.out_refund_no)
         if node.get("refund_status") == "REFUND_SUCCESS":
-            await settle_refund(out_refund_no=refund.out_refund_no, success=True, platform_refund_id=None, at=None,
-                                source="query:alipay")
+            await settle_refund(out_refund_no=refund.out_refund_no, success=True, platform_refund_id=None,
+                                at=_parse_time(node.get("gmt_refund_pay")), source="query:alipay")
         else:
             await submit_refund(refund_id=refund.id, settings=settings)
     await refund.refresh_from_db()

@@ -1,5 +1,8 @@
-"""A fake WeChat Pay API v3 on loopback: checks our request signatures, signs its answers with a platform
-key pair made at start-up, and sends encrypted, signed notifications the way WeChat Pay does."""
+"""A fake WeChat Pay API v3 on loopback: checks our request signatures, signs its answers with its platform
+key pair, and sends encrypted, signed notifications the way WeChat Pay does (payments and refunds).
+
+In development (`make run`) its keys are kept in SECRETS_FILE and its trades and refunds in a state file, so other
+processes (`palmhall payments reconcile`) and a restarted server find the same platform."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import json
 import secrets
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,8 +23,9 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
+from sanic.response import json as json_response
 
-from backend import clock
+from backend import clock, fake_state
 
 
 def _b64(data: bytes) -> str:
@@ -54,6 +58,17 @@ class Keys:
         mp, mpub = pair()
         pp, ppub = pair()
         return cls(merchant_private=mp, merchant_public=mpub, platform_private=pp, platform_public=ppub)
+
+    @classmethod
+    def from_private(cls, merchant_private: str, platform_private: str) -> Keys:
+        """Both pairs from their private halves (base64 PKCS#8 DER), as kept between runs."""
+        def public(private: str) -> str:
+            key = serialization.load_der_private_key(base64.b64decode(private), password=None)
+            return _b64(key.public_key().public_bytes(serialization.Encoding.DER,
+                                                      serialization.PublicFormat.SubjectPublicKeyInfo))
+
+        return cls(merchant_private=merchant_private, merchant_public=public(merchant_private),
+                   platform_private=platform_private, platform_public=public(platform_private))
 
 
 @dataclass
@@ -107,16 +122,29 @@ class FakeWeChatPay:
     bill_amount: dict[str, int] = field(default_factory=dict)  # out_trade_no -> amount shown in bills
     refund_auto_succeed: bool = False
     delay_answers: float = 0.0
+    state_file: str = ""  # where trades and refunds are kept between runs (development); empty: memory only
 
     def __post_init__(self) -> None:
         self._merchant_public = serialization.load_der_public_key(base64.b64decode(self.keys.merchant_public))
         self._platform_private = serialization.load_der_private_key(base64.b64decode(self.keys.platform_private),
                                                                     password=None)
+        saved = fake_state.load(self.state_file)
+        if saved is not None:
+            self.trades = {no: Trade(**t) for no, t in saved.get("trades", {}).items()}
+            self.refunds = {no: FakeRefund(**r) for no, r in saved.get("refunds", {}).items()}
+
+    def save(self) -> None:
+        """Keep trades and refunds (a no-op without `state_file`); called after every change to them."""
+        if not self.state_file:
+            return
+        fake_state.save(self.state_file, {"trades": {no: asdict(t) for no, t in self.trades.items()},
+                                          "refunds": {no: asdict(r) for no, r in self.refunds.items()}})
 
     @classmethod
-    def create(cls, *, mchid: str = "1900000109", appid: str = "wx1234567890abcdef", keys: Keys | None = None
-               ) -> FakeWeChatPay:
-        return cls(mchid=mchid, appid=appid, apiv3_key=secrets.token_hex(16), keys=keys or Keys.generate())
+    def create(cls, *, mchid: str = "1900000109", appid: str = "wx1234567890abcdef", keys: Keys | None = None,
+               apiv3_key: str | None = None, state_file: str = "") -> FakeWeChatPay:
+        return cls(mchid=mchid, appid=appid, apiv3_key=apiv3_key or secrets.token_hex(16),
+                   keys=keys or Keys.generate(), state_file=state_file)
 
     def client_settings(self, base_url: str) -> dict[str, str]:
         return {
@@ -174,6 +202,7 @@ class FakeWeChatPay:
             trade.state = "SUCCESS"
             trade.transaction_id = "42000" + secrets.token_hex(12)[:23]
             trade.success_time = (when or clock.now()).astimezone(clock.SHANGHAI).isoformat(timespec="seconds")
+            self.save()
         return trade
 
     def transaction(self, trade: Trade) -> dict[str, Any]:
@@ -260,6 +289,7 @@ class FakeWeChatPay:
             trade.refunded += refund.refund
             if trade.refunded >= trade.total:
                 trade.state = "REFUND"
+        self.save()
 
     # ---- bills ----
 
@@ -289,6 +319,10 @@ class FakeWeChatPay:
         lines.append("总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额")
         lines.append(f"`{len(rows)},`0.00,`0.00,`0.00,`0.00,`0.00,`0.00")
         return "\n".join(lines) + "\n"
+
+
+# What a developer may make of a refund: WeChat Pay's refund_status for each.
+REFUND_OUTCOMES = {"success": "SUCCESS", "failure": "ABNORMAL", "closed": "CLOSED"}
 
 
 def _yuan(fen: int) -> str:
@@ -338,6 +372,7 @@ def blueprint(state: FakeWeChatPay, *, url_prefix: str = "") -> Blueprint:
                 out_trade_no=no, appid=state.appid, mchid=state.mchid, total=total,
                 description=str(data.get("description", "")), notify_url=str(data["notify_url"]), trade_type=kind,
                 openid=openid, prepay=prepay)
+            state.save()
         if state.delay_answers:
             import asyncio
 
@@ -369,6 +404,7 @@ def blueprint(state: FakeWeChatPay, *, url_prefix: str = "") -> Blueprint:
         if trade.state == "SUCCESS":
             return state.error(400, "ORDERPAID", "订单已支付")
         trade.state = "CLOSED"
+        state.save()
         return state.answer(204, None)
 
     async def refund(request: Request) -> HTTPResponse:
@@ -391,6 +427,7 @@ def blueprint(state: FakeWeChatPay, *, url_prefix: str = "") -> Blueprint:
                 out_refund_no=no, refund_id="50000" + secrets.token_hex(12)[:24], out_trade_no=trade.out_trade_no,
                 transaction_id=trade.transaction_id, refund=refund_fen, total=total,
                 notify_url=data.get("notify_url"))
+            state.save()
             if state.refund_auto_succeed:
                 state._settle_refund(existing, "SUCCESS")
         return state.answer(200, state.refund_resource(existing))
@@ -428,7 +465,26 @@ def blueprint(state: FakeWeChatPay, *, url_prefix: str = "") -> Blueprint:
         answer = await state.pay(no)
         return HTTPResponse(f"notified: {answer.status_code if answer else '-'}", content_type="text/plain")
 
+    async def simulate_refund(request: Request, no: str) -> HTTPResponse:
+        # Development only: WeChat Pay finishes a refund (success, or failure: ABNORMAL) and notifies us of it.
+        outcome = request.args.get("outcome", "success")
+        if outcome not in REFUND_OUTCOMES:
+            return json_response({"error": f"outcome must be one of {sorted(REFUND_OUTCOMES)}"}, status=400)
+        found = state.refunds.get(no)
+        if found is None:
+            return json_response({"error": "no such refund"}, status=404)
+        if found.status != "PROCESSING":
+            return json_response({"error": "refund already finished", "status": found.status}, status=409)
+        answer = await state.finish_refund(no, status=REFUND_OUTCOMES[outcome])
+        return json_response({"out_refund_no": no, "status": found.status,
+                              "notified": answer.status_code if answer is not None else None})
+
+    async def simulate_refunds(request: Request) -> HTTPResponse:
+        return json_response({"refunds": [asdict(r) for r in state.refunds.values()]})
+
     bp.add_route(simulate_pay, "/simulate/pay/<no:str>", methods=["POST"], name="simulate_pay")
+    bp.add_route(simulate_refund, "/simulate/refund/<no:str>", methods=["POST"], name="simulate_refund")
+    bp.add_route(simulate_refunds, "/simulate/refunds", methods=["GET"], name="simulate_refunds")
     bp.add_route(jsapi, "/v3/pay/transactions/jsapi", methods=["POST"], name="jsapi")
     bp.add_route(native, "/v3/pay/transactions/native", methods=["POST"], name="native")
     bp.add_route(query, "/v3/pay/transactions/out-trade-no/<no:str>", methods=["GET"], name="query")

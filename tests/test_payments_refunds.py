@@ -169,3 +169,73 @@ async def test_wechat_refund_by_notification_then_by_query(live: Live, platforms
     assert (c.state, c.balance, c.ledger_rows) == ("refunded", 0, 3)
     assert [e.amount_fen for e in await LedgerEntry.filter(case_no=order["case_no"]).order_by("id")] == [
         FEE, -250, -(FEE - 250)]
+
+
+async def simulate_refund(platforms: Platforms, channel: str, out_refund_no: str, outcome: str) -> dict[str, Any]:
+    """What a developer does with the fakes (no phone, no bank): say how the refund ends at the platform."""
+    fake = "wechatpay" if channel == "wechat" else "alipay"
+    async with httpx.AsyncClient(base_url=platforms.url) as client:
+        r = await client.post(f"/{fake}/simulate/refund/{out_refund_no}", params={"outcome": outcome})
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+@pytest.mark.parametrize("channel", ["wechat", "alipay"])
+async def test_a_refund_waits_at_the_fake_until_it_succeeds_and_is_notified(live: Live, platforms: Platforms,
+                                                                             world: World, channel: str) -> None:
+    platforms.alipay_trades.refunds_wait = True  # as in development: the refund waits for the developer
+    order = await paid_order(live, platforms, world, channel)
+    r = await refund(live, world.admin, order["id"])
+    assert r.status_code == 201, r.text
+    assert (r.json()["refund"]["state"], r.json()["order"]["state"]) == ("processing", "refunding")
+    no = r.json()["refund"]["out_refund_no"]
+    assert await sync(live) == {"refund_processing": 1}  # asked again, still under way at the platform
+    if channel == "alipay":
+        # A refund notification whose refunded total does not add up is refused and kept for review.
+        forged = platforms.alipay_trades.refund_notification(no, refund_fee="0.01")
+        answer = await live.client.post("/api/v1/payments/callbacks/alipay", data=forged)
+        assert (answer.status_code, answer.text) == (400, "fail")
+        assert [s["problem"] for s in (await live.client.get(
+            "/api/v1/staff/payments/suspects", headers=world.admin)).json()["suspects"]] == ["amount_mismatch"]
+
+    shown = await simulate_refund(platforms, channel, no, "success")
+    # The platform's own notification, signed as it signs them, reached the callback and was taken.
+    assert shown["notified"] == (204 if channel == "wechat" else "success"), shown
+    c = await counts(order["out_trade_no"])
+    assert (c.state, c.ledger_rows, c.balance) == ("refunded", 2, 0)
+    done = await Refund.get(out_refund_no=no)
+    assert str(done.state) == "success" and done.finished_at is not None
+    entry = await LedgerEntry.filter(order_id=order["id"], kind="refund").get()
+    assert (entry.amount_fen, entry.ref) == (-FEE, f"refund:{channel}:{no}")
+    refunded = [e for e in await OutboxEvent.filter(topic="payment.refunded") if e.payload["refund_id"] == done.id]
+    assert [e.payload["amount_fen"] for e in refunded] == [FEE]
+    assert await AuditEntry.filter(action="payment.refunded").count() == 1
+    shown = await live.client.get(f"/api/v1/staff/payments/{order['id']}", headers=world.admin)
+    assert shown.json()["refunds"][0]["state"] == "success"
+    assert shown.json()["history"][-1]["actor"] == f"notify:{channel}"
+
+
+@pytest.mark.parametrize("channel", ["wechat", "alipay"])
+async def test_a_refund_that_fails_at_the_fake_leaves_the_order_paid(live: Live, platforms: Platforms,
+                                                                     world: World, channel: str) -> None:
+    platforms.alipay_trades.refunds_wait = True
+    order = await paid_order(live, platforms, world, channel)
+    r = await refund(live, world.admin, order["id"], amount_fen=500)
+    no = r.json()["refund"]["out_refund_no"]
+    shown = await simulate_refund(platforms, channel, no, "failure")
+    if channel == "wechat":
+        assert shown["notified"] == 204  # REFUND.ABNORMAL, notified like a success
+    else:
+        # Alipay does not notify a failed refund: its refund query no longer shows it under way, and asking
+        # again is answered with the reason, which the periodic sync records.
+        assert shown["notified"] is None
+        assert await sync(live) == {"refund_failed": 1}
+    failed = await Refund.get(out_refund_no=no)
+    assert str(failed.state) == "failed"
+    c = await counts(order["out_trade_no"])
+    assert (c.state, c.ledger_rows, c.balance) == ("paid", 1, FEE)
+    assert await OutboxEvent.filter(topic="payment.refund_failed").count() == 1
+    assert await OutboxEvent.filter(topic="payment.refunded").count() == 0
+    # The hall admin may try again: the order is refundable as before.
+    again = await refund(live, world.admin, order["id"], amount_fen=500)
+    assert again.status_code == 201 and again.json()["order"]["state"] == "refunding"
