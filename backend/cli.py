@@ -20,8 +20,15 @@ T = TypeVar("T")
 
 
 def _settings() -> Settings:
+    """Settings as the server builds them: in development, pointed at the fakes the server serves, with their keys
+    (kept in SECRETS_FILE), so a command here talks to the same platforms as `palmhall serve`."""
     try:
-        return Settings.from_env()
+        settings = Settings.from_env()
+        if settings.fakes_enabled:
+            from backend import providers
+
+            settings = providers.with_fakes(settings)
+        return settings
     except SettingsError as exc:
         click.echo(f"palmhall: {exc}", err=True)
         sys.exit(2)

@@ -16,9 +16,10 @@ def free_socket() -> socket.socket:
     return sock
 
 
-async def start_app(app: Sanic) -> tuple[Any, str]:
-    """Returns (server, base URL); stop it with `stop_app`."""
-    sock = free_socket()
+async def start_app(app: Sanic, sock: socket.socket | None = None) -> tuple[Any, str]:
+    """Returns (server, base URL); stop it with `stop_app`. Give `sock` (from `free_socket`) when the app must know
+    its port before it is built, as a development server's fakes do."""
+    sock = sock or free_socket()
     port = sock.getsockname()[1]
     server = await app.create_server(sock=sock, return_asyncio_server=True, access_log=False)
     assert server is not None

@@ -556,6 +556,7 @@ def test_development_serves_the_fake_hall_and_points_the_client_at_it(settings: 
     try:
         assert app.ctx.settings.hall_api_base == f"http://127.0.0.1:{settings.port}/_fakes/hall"
         assert isinstance(app.ctx.fakes["hall"], FakeHall)
+        assert app.ctx.fakes["hall"].state_file == str(Path(settings.fakes_state_dir) / "hall.json")
         assert app.ctx.fakes["hall"].callback_url.endswith("/api/v1/hall/callbacks")
         paths = {r.path for r in app.router.routes}
         assert "_fakes/hall/v1/cases/push" in paths and "api/v1/hall/callbacks" in paths

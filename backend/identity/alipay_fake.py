@@ -105,6 +105,21 @@ class FakeAlipay:
         """A fake with fresh RSA 2048 key pairs for both sides (test time, nothing stored)."""
         app = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         alipay = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return cls._with_keys(app_id, app, alipay)
+
+    @classmethod
+    def from_private_keys(cls, *, app_id: str, app_private_key: str, alipay_private_key: str) -> FakeAlipay:
+        """A fake with both sides' keys given as base64 PKCS#8 DER (development keeps them between runs)."""
+        def load(text: str) -> rsa.RSAPrivateKey:
+            key = serialization.load_der_private_key(base64.b64decode(text), password=None)
+            if not isinstance(key, rsa.RSAPrivateKey):
+                raise ValueError("not an RSA private key")
+            return key
+
+        return cls._with_keys(app_id, load(app_private_key), load(alipay_private_key))
+
+    @classmethod
+    def _with_keys(cls, app_id: str, app: rsa.RSAPrivateKey, alipay: rsa.RSAPrivateKey) -> FakeAlipay:
         app_public = _b64(app.public_key().public_bytes(serialization.Encoding.DER,
                                                         serialization.PublicFormat.SubjectPublicKeyInfo))
         return cls(
