@@ -6,7 +6,11 @@ import csv
 from datetime import date
 from typing import Any
 
+from backend import db
+from backend.audit import service as audit
 from backend.errors import DomainError
+from backend.identity.models import StaffRole
+from backend.identity.service import StaffPrincipal
 from backend.settings import Settings
 from payments import alipay as ali
 from payments import channels as channels_mod
@@ -107,6 +111,33 @@ async def stored(*, day: date, halls: set[int] | None = None) -> dict[str, Any]:
         summary = {"differences": len(differences)}
     return {"date": day.isoformat(), "ok": report.ok, "summary": summary, "differences": differences,
             "checked_at": report.updated_at.isoformat()}
+
+
+# Who reads a stored report: admins the whole of it, hall admins and auditors what concerns their halls.
+REPORT_READERS = (StaffRole.HALL_ADMIN, StaffRole.AUDITOR)
+
+
+def scope_for(staff: StaffPrincipal) -> set[int] | None:
+    """The halls whose lines `staff` may read; None for an admin, who reads the whole report."""
+    if staff.halls_with(StaffRole.ADMIN):
+        return None
+    halls = staff.halls_with(*REPORT_READERS)
+    if not halls:
+        raise DomainError("auth.forbidden", details={"needs": [r.value for r in (*REPORT_READERS, StaffRole.ADMIN)]})
+    return halls
+
+
+async def run_for(*, day: date, staff: StaffPrincipal, settings: Settings) -> dict[str, Any]:
+    """An admin reconciles a day now (the bills are fetched again and the report replaced); audited. Only an admin:
+    the run reads both platforms' whole bills, which belong to no hall."""
+    if not staff.halls_with(StaffRole.ADMIN):
+        raise DomainError("auth.forbidden", details={"needs": [StaffRole.ADMIN.value]})
+    report = await run(day=day, settings=settings)
+    async with db.transaction() as tx:
+        await audit.record(using_db=tx, actor_kind="staff", actor_id=staff.id, action="payment.reconciled",
+                           target_kind="reconciliation", target_id=day.isoformat(),
+                           details={"ok": report["ok"], "summary": report["summary"]})
+    return await stored(day=day, halls=scope_for(staff))
 
 
 def render(report: dict[str, Any]) -> str:

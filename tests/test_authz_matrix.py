@@ -103,6 +103,8 @@ NAMES_NO_OBJECT: dict[str, Mapping[str, str]] = {
     # Scoped by the hall of each notification's order: tests/test_payments_callbacks.py.
     "staff_payments.suspects": {},
     "staff_payments.reconciliation": {},
+    # Admins only (a run reads both platforms' whole bills): tests/test_payments_kiosk_and_reconcile.py.
+    "staff_payments.reconcile_now": {},
 }
 
 

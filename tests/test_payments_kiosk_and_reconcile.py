@@ -16,6 +16,7 @@ import zxingcpp
 from PIL import Image, ImageDraw
 
 from backend import clock
+from backend.audit.models import AuditEntry
 from backend.identity import service as identity
 from backend.identity.models import StaffRole
 from backend.settings import VARS
@@ -172,3 +173,37 @@ async def test_reconciliation_finds_each_planted_difference(live: Live, platform
     clerk = await live.client.get("/api/v1/staff/payments/reconciliation", params={"date": day.isoformat()},
                                   headers=world.clerk)
     assert clerk.status_code == 403
+
+
+async def test_an_admin_reconciles_a_day_now_and_no_one_else_may(live: Live, platforms: Platforms,
+                                                                  world: World) -> None:
+    day = clock.now().astimezone(clock.SHANGHAI).date().isoformat()
+    wx = await payer(live, platforms, "wechat")
+    order = (await start_payment(live, wx, await awaiting_case(live, world, wx))).json()["order"]
+    await platforms.wechatpay.pay(order["out_trade_no"])
+    path = "/api/v1/staff/payments/reconciliation"
+    auditor = await staff_headers(live, "hx.auditor", "HX", StaffRole.AUDITOR)
+    for who in (world.clerk, world.admin, auditor):  # a hall's people read the report; they do not run one
+        r = await live.client.post(path, json={"date": day}, headers=who)
+        assert (r.status_code, r.json()["error"]["code"]) == (403, "auth.forbidden"), r.text
+    assert await ReconciliationReport.all().count() == 0
+    assert await AuditEntry.filter(action="payment.reconciled").count() == 0
+
+    root = await staff_headers(live, "root.admin", "HX", StaffRole.ADMIN)
+    bad = await live.client.post(path, json={"date": "2026-02-30"}, headers=root)
+    assert bad.status_code == 422, bad.text
+    r = await live.client.post(path, json={"date": day}, headers=root)
+    assert r.status_code == 200, r.text
+    assert (r.json()["date"], r.json()["ok"], r.json()["differences"]) == (day, True, [])
+    assert r.json()["summary"] == {"wechat_lines": 1, "alipay_lines": 0, "ledger_lines": 1, "differences": 0}
+    assert (await ReconciliationReport.get(day=day)).ok is True
+    entry = await AuditEntry.filter(action="payment.reconciled").get()
+    assert (entry.actor_kind, entry.target_id, entry.details["ok"]) == ("staff", day, True)
+
+    # Run again after the platform's bill changed: the stored report is replaced, and hall admins read their part.
+    platforms.wechatpay.bill_amount[order["out_trade_no"]] = FEE + 1
+    r = await live.client.post(path, json={"date": day}, headers=root)
+    assert r.json()["ok"] is False and [d["problem"] for d in r.json()["differences"]] == ["amount_mismatch"]
+    mine = await live.client.get(path, params={"date": day}, headers=world.admin)
+    assert [d["hall_id"] for d in mine.json()["differences"]] == [world.halls["HX"]]
+    assert await AuditEntry.filter(action="payment.reconciled").count() == 2

@@ -9,7 +9,6 @@ from sanic_ext import openapi
 
 from backend.bounds import Day, Fen, Input
 from backend.counter.auth import staff
-from backend.errors import DomainError
 from backend.http import body, idempotency_key, parse
 from backend.identity.models import StaffRole
 from payments import reconcile
@@ -27,6 +26,11 @@ class RefundIn(Input):
 class DayQuery(Input):
     model_config = ConfigDict(extra="ignore")
     day: Day = Field(alias="date", description="YYYY-MM-DD")
+
+
+class ReconcileIn(Input):
+    model_config = ConfigDict(extra="forbid")
+    day: Day = Field(alias="date", description="the business day to reconcile, YYYY-MM-DD (Asia/Shanghai)")
 
 
 @bp.post("/payments/<order_id:int>/refunds")
@@ -74,11 +78,18 @@ async def suspects(request: Request) -> HTTPResponse:
 @openapi.secured("staff")
 @openapi.parameter("date", str, "query", required=True, description="YYYY-MM-DD")
 async def reconciliation(request: Request) -> HTTPResponse:
-    me = staff(request)
-    halls: set[int] | None = None
-    if not me.halls_with(StaffRole.ADMIN):
-        halls = me.halls_with(StaffRole.HALL_ADMIN, StaffRole.AUDITOR)
-        if not halls:
-            raise DomainError("auth.forbidden")
+    halls = reconcile.scope_for(staff(request))
     query = parse(DayQuery, {k: request.args.get(k) for k in request.args})
     return json(await reconcile.stored(day=query.day, halls=halls), ensure_ascii=False)
+
+
+@bp.post("/payments/reconciliation")
+@openapi.summary("Reconcile a day now (admins): fetch both platforms' bills again, compare, store, answer the report")
+@openapi.description("What the daily task does at 10:30 for the day before, on demand and for any day; audited. "
+                     "The answer is the stored report, as GET .../reconciliation shows it to an admin.")
+@openapi.tag("counter")
+@openapi.secured("staff")
+@body(ReconcileIn)
+async def reconcile_now(request: Request, payload: ReconcileIn) -> HTTPResponse:
+    report = await reconcile.run_for(day=payload.day, staff=staff(request), settings=request.app.ctx.settings)
+    return json(report, ensure_ascii=False)
