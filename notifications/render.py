@@ -11,6 +11,7 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from backend import qr
 from backend.clock import SHANGHAI
@@ -29,11 +30,18 @@ WECHAT_LIMITS: dict[str, int] = {
 # Kinds WeChat accepts only ASCII in: a "…" there would be refused (47003), so "..." is used.
 _ASCII_KINDS = frozenset({"character_string", "number", "letter", "symbol", "phone_number"})
 ALIPAY_LIMIT = 50  # keyword values in Alipay template messages
+# Alipay template messages (alipay.open.app.mini.templatemessage.send) name their fields keyword1, keyword2...
+_ALIPAY_FIELD = re.compile(r"^keyword\d{1,2}$")
 SMS_PARAM_LIMIT = 35  # Aliyun SMS: one variable's longest value
+# Aliyun SMS: template codes are SMS_ and digits there (our fakes use names), variables are identifiers.
+_SMS_CODE = re.compile(r"^SMS_[A-Za-z0-9_]{1,60}$")
+_SMS_PARAM = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,29}$")
 INBOX_TITLE_LIMIT = 40
 INBOX_BODY_LIMIT = 500
 
 _KIND = re.compile(r"^([a-z_]+?)\d*$")
+# A `when` condition: `<payload field>_in` or `<payload field>_not_in`, with the list of values.
+_WHEN = re.compile(r"^([a-z_]+?)_(not_in|in)$")
 
 
 class TemplateError(ValueError):
@@ -47,7 +55,7 @@ class Template:
     audience: str  # resident or staff
     category: str | None
     urgent: bool
-    page: dict[str, str] | None
+    page: dict[str, Any] | None  # path; kind and id for a signed token; query for public parameters
     inbox: dict[str, str]
     wechat: dict[str, Any] | None
     alipay: dict[str, Any] | None
@@ -55,8 +63,15 @@ class Template:
     when: dict[str, Any] = field(default_factory=dict)
 
     def applies(self, payload: dict[str, Any]) -> bool:
-        levels = self.when.get("level_in")
-        return levels is None or payload.get("level") in levels
+        """Every condition of `when` holds: `level_in: [1, 2]`, `by_in: ["hall"]`, `bar_id_not_in: [null]`."""
+        for key, values in self.when.items():
+            m = _WHEN.match(key)
+            if m is None:  # refused when the file was loaded; a template built by hand applies to nothing
+                return False
+            inside = payload.get(m.group(1)) in values
+            if inside != (m.group(2) == "in"):
+                return False
+        return True
 
     def channels(self) -> list[str]:
         return [c for c in ("wechat", "alipay", "sms") if getattr(self, c) is not None]
@@ -71,11 +86,20 @@ class Category:
 
 @dataclass(frozen=True)
 class Catalogue:
-    templates: dict[str, Template]  # by topic
+    templates: dict[str, Template]  # by key (the file's name): `topic` or `topic.variant`
     categories: dict[str, Category]
 
-    def for_topic(self, topic: str) -> Template | None:
-        return self.templates.get(topic)
+    def variants(self, topic: str) -> list[Template]:
+        """The topic's templates, those with conditions first (by key), the unconditional one last."""
+        return sorted((t for t in self.templates.values() if t.topic == topic), key=lambda t: (not t.when, t.key))
+
+    def for_event(self, topic: str, payload: dict[str, Any]) -> Template | None:
+        """The first variant whose conditions the event meets (e.g. a cancellation by the hall, not by the
+        resident), else the topic's unconditional template, else None: the event sends nothing."""
+        return next((t for t in self.variants(topic) if t.applies(payload)), None)
+
+    def topics(self) -> set[str]:
+        return {t.topic for t in self.templates.values()}
 
     def required(self, template: Template) -> bool:
         cat = self.categories.get(template.category or "")
@@ -120,13 +144,74 @@ def _load(root: str) -> Catalogue:
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise TemplateError(f"{path}: {exc}") from None
-        if t.audience == "resident" and t.category not in categories:
-            raise TemplateError(f"{path}: unknown category {t.category!r}")
-        for key in (t.wechat or {}).get("data", {}):
-            if _kind(key) not in WECHAT_LIMITS:
-                raise TemplateError(f"{path}: WeChat field {key!r} has no known kind")
-        templates[t.topic] = t
+        problem = _check(t, categories)
+        if problem:
+            raise TemplateError(f"{path}: {problem}")
+        templates[t.key] = t
+    for topic in {t.topic for t in templates.values()}:
+        defaults = [t.key for t in templates.values() if t.topic == topic and not t.when]
+        if len(defaults) > 1:
+            raise TemplateError(f"{base}: {topic!r} has more than one template without `when`: {defaults}")
     return Catalogue(templates=templates, categories=categories)
+
+
+def _literal(text: Any) -> bool:
+    """A value with no placeholder: what it says is sent as it is, so it must fit as it is."""
+    return isinstance(text, str) and "{" not in text
+
+
+def _check(t: Template, categories: dict[str, Category]) -> str | None:
+    """What is wrong with a template, found when it is loaded rather than when a platform refuses a message."""
+    if t.audience not in ("resident", "staff"):
+        return f"unknown audience {t.audience!r}"
+    shapes: dict[str, Any] = {"inbox": t.inbox, "when": t.when, "page": t.page or {}, "wechat": t.wechat or {},
+                              "alipay": t.alipay or {}, "sms": t.sms or {}}
+    for name, part in shapes.items():
+        if not isinstance(part, dict):
+            return f"{name} is not an object"
+    for name in ("wechat", "alipay", "sms"):
+        inner = shapes[name].get("params" if name == "sms" else "data", {})
+        if not isinstance(inner, dict) or not all(isinstance(v, str) for v in inner.values()):
+            return f"{name} fields are not texts by name"
+    if t.audience == "resident" and t.category not in categories:
+        return f"unknown category {t.category!r}"
+    if not (isinstance(t.inbox.get("title"), str) and isinstance(t.inbox.get("body"), str)):
+        return "the inbox entry needs a title and a body"
+    if _literal(t.inbox["title"]) and len(t.inbox["title"]) > INBOX_TITLE_LIMIT:
+        return f"inbox title longer than {INBOX_TITLE_LIMIT} characters"
+    for key, values in t.when.items():
+        if not _WHEN.match(key) or not isinstance(values, list):
+            return f"`when` condition {key!r} is not `<field>_in` or `<field>_not_in` with a list"
+    if t.page is not None:
+        if not isinstance(t.page.get("path"), str):
+            return "page without a path"
+        if "id" in t.page and t.page.get("kind") not in qr.KINDS:
+            return f"page kind {t.page.get('kind')!r} is not a QR token kind"
+    if t.wechat is not None:
+        if not t.wechat.get("template_id") or not t.wechat.get("data"):
+            return "WeChat needs a template_id and data"
+        for key, text in t.wechat["data"].items():
+            if _kind(key) not in WECHAT_LIMITS:
+                return f"WeChat field {key!r} has no known kind"
+            if _literal(text) and wechat_value(key, text) != text:
+                return f"WeChat field {key!r} cannot carry {text!r} as it is (too long or wrong characters)"
+    if t.alipay is not None:
+        if not t.alipay.get("template_id") or not t.alipay.get("data"):
+            return "Alipay needs a template_id and data"
+        for key, text in t.alipay["data"].items():
+            if not _ALIPAY_FIELD.match(key):
+                return f"Alipay field {key!r} is not keywordN"
+            if _literal(text) and len(text) > ALIPAY_LIMIT:
+                return f"Alipay field {key!r} longer than {ALIPAY_LIMIT} characters"
+    if t.sms is not None:
+        if not _SMS_CODE.match(str(t.sms.get("template_code", ""))):
+            return f"SMS template_code {t.sms.get('template_code')!r} is not SMS_..."
+        for key, text in (t.sms.get("params") or {}).items():
+            if not _SMS_PARAM.match(key):
+                return f"SMS variable {key!r} is not a variable name"
+            if _literal(text) and len(text) > SMS_PARAM_LIMIT:
+                return f"SMS variable {key!r} longer than {SMS_PARAM_LIMIT} characters"
+    return None
 
 
 # ---- values ------------------------------------------------------------------------------
@@ -209,15 +294,22 @@ def wechat_value(key: str, text: str) -> str:
 
 
 def page_of(template: Template, values: dict[str, Any], *, secret: str) -> str | None:
-    """The mini-program page with a signed token: a raw id in a link would let anyone walk the ids."""
+    """The mini-program page with a signed token: a raw id in a link would let anyone walk the ids.
+
+    A page may add public parameters (`query`), such as the hall and item a rebooking page opens on.
+    """
     if not template.page:
         return None
     path = template.page["path"]
+    params: dict[str, str] = {}
     raw_id = fill(template.page.get("id", ""), values)
-    if not raw_id.isdigit():
-        return path
-    token = qr.make_token(secret, template.page["kind"], int(raw_id))
-    return f"{path}?token={token}"
+    if raw_id.isdigit():
+        params["token"] = qr.make_token(secret, template.page["kind"], int(raw_id))
+    for name, text in (template.page.get("query") or {}).items():
+        value = fill(text, values)
+        if value:
+            params[name] = value
+    return f"{path}?{urlencode(params)}" if params else path
 
 
 def render(template: Template, values: dict[str, Any], *, secret: str, wechat_state: str = "formal"

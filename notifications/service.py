@@ -87,8 +87,8 @@ async def plan(event: Event, *, policy: Policy) -> list[int]:
     The inbox (or staff inbox) row is written at once; the first push channel's row is queued as a
     `notification.deliver` outbox event in the same transaction, so a row never waits without one.
     """
-    template = policy.catalogue.for_topic(event.topic)
-    if template is None or not template.applies(event.payload):
+    template = policy.catalogue.for_event(event.topic, event.payload)
+    if template is None:
         return []
     at = await context.event_time(event.id)
     who = await context.audience(event.topic, event.payload, at=at, template=template)
