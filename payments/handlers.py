@@ -11,12 +11,12 @@ from backend.cases import service as cases
 from backend.errors import DomainError
 from backend.jobs.outbox import Event, registry
 from backend.jobs.periodic import schedule
-from payments import reconcile, service
+from payments import events, reconcile, service
 
 log = logging.getLogger("palmhall.payments")
 
 
-@registry.on(service.PAYMENT_SUCCEEDED)
+@registry.on(events.PAYMENT_SUCCEEDED)
 async def case_paid(event: Event) -> None:
     """Review goes on and the case's paused clock resumes (mark_paid is safe to repeat)."""
     async with db.transaction() as tx:
@@ -30,7 +30,7 @@ async def case_paid(event: Event) -> None:
             log.warning("paid case no longer awaits payment", extra={"case_no": event.payload["case_no"]})
 
 
-@registry.on(service.PAYMENT_REFUND_REQUESTED)
+@registry.on(events.PAYMENT_REFUND_REQUESTED)
 async def refund_requested(event: Event) -> None:
     await service.submit_refund(refund_id=int(event.payload["refund_id"]), settings=runtime.current().settings)
 

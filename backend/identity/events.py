@@ -7,5 +7,14 @@
 
 from __future__ import annotations
 
+from backend.jobs.topics import Topic
+
 CHANNEL_ATTACHED = "resident.channel_attached"
 CHANNEL_DETACHED = "resident.channel_detached"
+
+CATALOGUE = (
+    Topic(CHANNEL_ATTACHED, ("resident_id", "channel", "from_resident", "at"), ("notifications",), "resident",
+          "a second platform's login joined the account (after a texted code)"),
+    Topic(CHANNEL_DETACHED, ("resident_id", "channel", "at"), ("notifications",), "resident",
+          "a platform's login was removed from the account"),
+)
