@@ -25,6 +25,14 @@ from backend.settings import Settings
 from payments import alipay as ali
 from payments import channels as channels_mod
 from payments.channels import Channels
+from payments.events import (
+    PAYMENT_CLOSED,
+    PAYMENT_REFUND_FAILED,
+    PAYMENT_REFUND_REQUESTED,
+    PAYMENT_REFUNDED,
+    PAYMENT_SUCCEEDED,
+    PAYMENT_SUSPECT,
+)
 from payments.models import (
     EntryKind,
     LedgerEntry,
@@ -55,13 +63,6 @@ TRANSITIONS: dict[OrderState, frozenset[OrderState]] = {
     S.REFUNDED: frozenset(),
 }
 
-# Events other packages react to (through the outbox).
-PAYMENT_SUCCEEDED = "payment.succeeded"
-PAYMENT_REFUND_REQUESTED = "payment.refund_requested"
-PAYMENT_REFUNDED = "payment.refunded"
-PAYMENT_REFUND_FAILED = "payment.refund_failed"
-PAYMENT_SUSPECT = "payment.suspect_notification"
-PAYMENT_CLOSED = "payment.closed"
 
 
 def _local_day(moment: datetime) -> date:
@@ -285,6 +286,17 @@ async def own_order(*, order_id: int, resident_id: int | None = None, kiosk_hall
             kiosk_hall_id is not None and order.hall_id != kiosk_hall_id):
         raise DomainError("payment.not_found")
     return order
+
+
+async def refund_parties(*, refund_id: int) -> dict[str, Any] | None:
+    """Ids, amount and reason of a refund, for the payer's notice: who paid (None at a kiosk), for which case."""
+    refund = await Refund.get_or_none(id=refund_id).prefetch_related("order")
+    if refund is None:
+        return None
+    order: PaymentOrder = refund.order
+    return {"resident_id": order.resident_id, "case_no": order.case_no, "hall_id": order.hall_id,
+            "channel": str(order.channel), "amount_fen": refund.amount_fen, "reason": refund.reason,
+            "automatic": refund.automatic}
 
 
 # ---- notifications ----------------------------------------------------------------------------

@@ -329,8 +329,8 @@ async def cancel(*, resident_id: int, appointment_id: int) -> Appointment:
         item = await ServiceItem.get(id=slot.item_id).using_db(tx)  # type: ignore[attr-defined]
         await audit.record(using_db=tx, actor_kind="resident", actor_id=resident_id, action="appointment.cancelled",
                            target_kind="appointment", target_id=appointment.id)
-        await outbox.emit("appointment.cancelled", _event(appointment, slot, item.code), using_db=tx,
-                          ordering_key=f"appointment:{appointment.id}")
+        await outbox.emit("appointment.cancelled", {**_event(appointment, slot, item.code), "by": "resident"},
+                          using_db=tx, ordering_key=f"appointment:{appointment.id}")
     await appointment.refresh_from_db()
     return appointment
 
@@ -370,21 +370,26 @@ async def mark_no_shows(*, policy: Policy) -> int:
             marked += 1
             await audit.record(using_db=tx, actor_kind="system", actor_id="no-show", action="appointment.no_show",
                                target_kind="appointment", target_id=appointment.id)
-            await outbox.emit("appointment.no_show", {"appointment_id": appointment.id,
-                                                      "resident_id": appointment.resident_id},
-                              using_db=tx, ordering_key=f"appointment:{appointment.id}")
             recent = await Appointment.filter(
                 person_hash=appointment.person_hash, status=AppointmentStatus.NO_SHOW,
                 no_show_at__gte=now - timedelta(days=policy.no_show_window_days)).using_db(tx).count()
             barred = await BookingBar.filter(person_hash=appointment.person_hash,
                                              ends_at__gt=now).using_db(tx).exists()
+            bar = None
             if recent >= policy.no_show_limit and not barred:
                 reason = f"{policy.no_show_window_days}天内预约未到{recent}次"
-                await BookingBar.create(person_hash=appointment.person_hash, reason=reason, starts_at=now,
-                                        ends_at=now + timedelta(days=policy.no_show_bar_days), using_db=tx)
+                bar = await BookingBar.create(person_hash=appointment.person_hash, reason=reason, starts_at=now,
+                                              ends_at=now + timedelta(days=policy.no_show_bar_days), using_db=tx)
                 await audit.record(using_db=tx, actor_kind="system", actor_id="no-show", action="booking.barred",
                                    target_kind="resident", target_id=appointment.resident_id,
                                    details={"reason": reason, "days": policy.no_show_bar_days})
+            # The resident is told of the no-show, and of the bar it brought (whose end booking keeps).
+            slot = await Slot.get(id=appointment.slot_id).using_db(tx)  # type: ignore[attr-defined]
+            item = await ServiceItem.get(id=slot.item_id).using_db(tx)  # type: ignore[attr-defined]
+            await outbox.emit("appointment.no_show", {
+                **_event(appointment, slot, item.code), "no_shows": recent, "limit": policy.no_show_limit,
+                "window_days": policy.no_show_window_days, "bar_id": bar.id if bar else None,
+            }, using_db=tx, ordering_key=f"appointment:{appointment.id}")
     return marked
 
 
@@ -451,6 +456,14 @@ async def public_progress(*, appointment_id: int) -> dict[str, Any]:
     ticket = await QueueTicket.filter(appointment_id=appointment.id).first()
     return {"kind": "appointment", "status": card["status"], "item": card["item"], "hall": card["hall"],
             "starts_at": card["starts_at"], "ends_at": card["ends_at"], "ticket": ticket.code if ticket else None}
+
+
+async def bar_summary(*, bar_id: int) -> dict[str, Any] | None:
+    """A booking bar's reason and span, for other packages (the notice of the bar shows its end)."""
+    row = await BookingBar.filter(id=bar_id).first().values("reason", "starts_at", "ends_at")
+    if not row:
+        return None
+    return {"reason": row["reason"], "starts_at": row["starts_at"], "ends_at": row["ends_at"]}
 
 
 async def appointment_parties(*, appointment_id: int) -> dict[str, int] | None:

@@ -13,6 +13,7 @@ from backend import clock, db
 from backend.audit import service as audit
 from backend.cases import deadlines, events, service
 from backend.cases.models import (
+    Case,
     Complaint,
     ComplaintKind,
     Evaluation,
@@ -112,6 +113,15 @@ async def close_rectification(*, rectification_id: int, staff: StaffPrincipal, r
         await rect.save(using_db=tx, update_fields=["state", "response", "closed_by", "closed_at"])
         await audit.record(using_db=tx, actor_kind="staff", actor_id=staff.id, action="rectification.closed",
                            target_kind="rectification", target_id=rect.id, details={"hall_id": rect.hall_id})
+        ev = await Evaluation.get(id=rect.evaluation_id).using_db(tx)  # type: ignore[attr-defined]
+        case = await Case.get(id=ev.case_id).using_db(tx)  # type: ignore[attr-defined]
+        case_no = case.case_no
+        # The resident who rated hears the response (好差评: every bad rating's rectification is fed back).
+        # No ordering key: the notice need not wait behind the case's pushes to the main hall.
+        await outbox.emit(events.RECTIFICATION_CLOSED, {
+            "rectification_id": rect.id, "evaluation_id": ev.id, "case_id": ev.case_id,
+            "case_no": case_no, "hall_id": rect.hall_id,
+        }, using_db=tx)
     return {"id": rect.id, "state": rect.state.value, "response": rect.response,
             "closed_at": rect.closed_at.isoformat() if rect.closed_at else None}
 
@@ -216,7 +226,28 @@ async def answer_complaint(*, complaint_id: int, staff: StaffPrincipal, answer: 
         await c.save(using_db=tx, update_fields=["state", "answer", "answered_by", "answered_at"])
         await audit.record(using_db=tx, actor_kind="staff", actor_id=staff.id, action="complaint.answered",
                            target_kind="complaint", target_id=c.id, details={"hall_id": c.hall_id})
+        await outbox.emit(events.COMPLAINT_ANSWERED, {"complaint_id": c.id, "hall_id": c.hall_id,
+                                                      "kind": c.kind.value}, using_db=tx)
     return _complaint_out(c)
+
+
+async def complaint_reply(*, complaint_id: int) -> dict[str, Any] | None:
+    """Who asked, where, when, and the hall's answer: for the resident's notice that it was answered."""
+    c = await Complaint.get_or_none(id=complaint_id)
+    if c is None:
+        return None
+    return {"resident_id": c.resident_id, "kind": c.kind.value, "hall_id": c.hall_id, "case_id": c.case_id,
+            "created_at": c.created_at, "answer": c.answer, "answered_at": c.answered_at}
+
+
+async def rectification_reply(*, rectification_id: int) -> dict[str, Any] | None:
+    """Who rated which case, and the hall's written response: for the rater's notice of the rectification."""
+    rect = await Rectification.get_or_none(id=rectification_id).prefetch_related("evaluation")
+    if rect is None:
+        return None
+    ev: Evaluation = rect.evaluation
+    return {"resident_id": ev.resident_id, "case_id": ev.case_id, "hall_id": rect.hall_id,  # type: ignore[attr-defined]
+            "item_id": ev.item_id, "level": ev.level, "response": rect.response, "closed_at": rect.closed_at}
 
 
 # ---- warnings on replies owed (the periodic task) -------------------------------------------

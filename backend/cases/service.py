@@ -849,6 +849,19 @@ async def case_parties(*, case_id: int) -> dict[str, int | None] | None:
             "fee_total_fen": int(row["fee_total_fen"] or 0)}
 
 
+async def case_id_of(*, case_no: str) -> int | None:
+    """The id of the case with this number, for packages that know cases by number (payments)."""
+    return await Case.filter(case_no=case_no).first().values_list("id", flat=True)  # type: ignore[return-value]
+
+
+async def delivery_of(*, case_id: int) -> dict[str, str | None] | None:
+    """How the result goes to the applicant and, when posted, the tracking number (for the resident's notice)."""
+    row = await Case.filter(id=case_id).first().values("delivery_method", "tracking_no")
+    if not row:
+        return None
+    return {"method": str(row["delivery_method"]), "tracking_no": row["tracking_no"]}
+
+
 async def stored_identifiers(*, keyring: KeyRing, batch: int = 1000) -> AsyncIterator[StoredIdentifier]:
     """Every case's applicant ID number (with its keyed hash) and postal phone, and every certificate holder's
     ID number, as stored (for `identity check-ids`)."""

@@ -109,6 +109,7 @@ _TOPIC_ON_ENTRY = {
     S.APPROVED: events.CASE_APPROVED,
     S.REJECTED: events.CASE_REJECTED,
     S.CERTIFICATE_ISSUED: events.CASE_CERTIFICATE_ISSUED,
+    S.DELIVERED: events.CASE_DELIVERED,
 }
 
 
@@ -192,6 +193,10 @@ async def transition(
     await outbox.emit(events.CASE_STATUS_CHANGED, payload, using_db=using_db, ordering_key=key)
     topic = _TOPIC_ON_ENTRY.get(to)
     if topic is not None:
-        await outbox.emit(topic, {"case_id": case.id, "case_no": case.case_no, **(event_extra or {})},
+        extra = dict(event_extra or {})
+        if to == S.DELIVERED:
+            # Posted or picked up, whoever recorded it (a clerk, or the main hall's callback): the notice differs.
+            extra.setdefault("method", case.delivery_method.value)
+        await outbox.emit(topic, {"case_id": case.id, "case_no": case.case_no, **extra},
                           using_db=using_db, ordering_key=key)
     return history
