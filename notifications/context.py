@@ -13,13 +13,19 @@ from typing import Any
 
 from backend import clock
 from backend.booking import service as booking
+from backend.cases import evaluation
 from backend.cases import service as cases
 from backend.catalog import service as catalog
 from backend.identity import service as identity
 from backend.jobs.models import OutboxEvent
 from notifications import render
+from payments import service as payments
 
 LEVEL_TEXT = {"yellow": "黄灯", "red": "红灯"}
+COMPLAINT_KIND_TEXT = {"complaint": "投诉", "question": "咨询"}
+PAY_CHANNEL_NAMES = {"wechat": "微信支付", "alipay": "支付宝"}
+# When a closure's event carries no reason of its own.
+HALL_REASON = "大厅工作安排调整"
 
 
 @dataclass
@@ -61,6 +67,77 @@ def _fen(fen: int) -> tuple[str, str]:
     return yuan, f"{yuan}元"
 
 
+def _day_text(moment: datetime) -> str:
+    return moment.astimezone(clock.SHANGHAI).strftime("%Y年%m月%d日")
+
+
+async def _case_values(values: dict[str, Any], case_id: Any) -> int | None:
+    """The case's item, hall and fee into `values`; its resident (None for a walk-in without the mini program)."""
+    row = await cases.case_parties(case_id=int(case_id))
+    if not row:
+        return None
+    values["item_name"] = await _item_name(item_id=row["item_id"])
+    values["hall_name"] = await _hall_name(row["hall_id"])
+    values["fee_yuan"], values["fee_text"] = _fen(int(row["fee_total_fen"] or 0))
+    return None if row["resident_id"] is None else int(row["resident_id"])
+
+
+async def _appointment_values(values: dict[str, Any], payload: dict[str, Any]) -> None:
+    values["item_name"] = await _item_name(code=payload.get("item_code"))
+    values["hall_name"] = await _hall_name(payload.get("hall_id"))
+    starts = payload.get("starts_at")
+    if isinstance(starts, str):
+        values["starts_at_text"] = render.time_text(datetime.fromisoformat(starts))
+    if payload.get("by") == "hall":
+        values["reason"] = str(payload.get("reason") or "").strip() or HALL_REASON
+    if payload.get("bar_id") is not None:
+        bar = await booking.bar_summary(bar_id=int(payload["bar_id"]))
+        if bar:
+            values["bar_until"] = bar["ends_at"].isoformat()
+            values["bar_until_text"] = render.time_text(bar["ends_at"])
+            values["bar_reason"] = bar["reason"]
+
+
+async def _complaint_values(values: dict[str, Any], payload: dict[str, Any]) -> int | None:
+    row = await evaluation.complaint_reply(complaint_id=int(payload["complaint_id"]))
+    if not row:
+        return None
+    values["kind_text"] = COMPLAINT_KIND_TEXT.get(row["kind"], "投诉或咨询")
+    values["hall_name"] = await _hall_name(row["hall_id"])
+    values["asked_at"] = row["created_at"].isoformat()
+    values["asked_on_text"] = _day_text(row["created_at"])
+    values["answer"] = row["answer"]
+    return int(row["resident_id"])
+
+
+async def _rectification_values(values: dict[str, Any], payload: dict[str, Any]) -> int | None:
+    row = await evaluation.rectification_reply(rectification_id=int(payload["rectification_id"]))
+    if not row:
+        return None
+    await _case_values(values, row["case_id"])
+    values["response"] = row["response"]
+    return int(row["resident_id"])
+
+
+async def _refund_values(values: dict[str, Any], payload: dict[str, Any]) -> int | None:
+    """The payer hears of it; paid at a kiosk (no payer on record), the case's own resident does."""
+    row = await payments.refund_parties(refund_id=int(payload["refund_id"]))
+    if not row:
+        return None
+    values["case_no"] = row["case_no"]
+    values["amount_yuan"], values["amount_text"] = _fen(int(row["amount_fen"]))
+    values["reason"] = row["reason"]
+    values["pay_channel_name"] = PAY_CHANNEL_NAMES.get(row["channel"], row["channel"])
+    case_id = await cases.case_id_of(case_no=row["case_no"])
+    owner = None
+    if case_id is not None:
+        values["case_id"] = case_id
+        owner = await _case_values(values, case_id)
+    else:
+        values["hall_name"] = await _hall_name(row["hall_id"])
+    return int(row["resident_id"]) if row["resident_id"] is not None else owner
+
+
 async def audience(topic: str, payload: dict[str, Any], *, at: datetime, template: render.Template) -> Audience:
     values: dict[str, Any] = {**payload, "event_time": at.isoformat(), "event_time_text": render.time_text(at)}
     out = Audience(values=values)
@@ -70,11 +147,7 @@ async def audience(topic: str, payload: dict[str, Any], *, at: datetime, templat
             out.halls.append(int(payload["hall_id"]))
         return out
     if topic.startswith("appointment."):
-        values["item_name"] = await _item_name(code=payload.get("item_code"))
-        values["hall_name"] = await _hall_name(payload.get("hall_id"))
-        starts = payload.get("starts_at")
-        if isinstance(starts, str):
-            values["starts_at_text"] = render.time_text(datetime.fromisoformat(starts))
+        await _appointment_values(values, payload)
         out.residents.append(int(payload["resident_id"]))
     elif topic == "ticket.called":
         values["ticket_code"] = payload.get("code", "")
@@ -90,14 +163,21 @@ async def audience(topic: str, payload: dict[str, Any], *, at: datetime, templat
         if topic == "resident.channel_attached":
             out.skip_channels = frozenset({str(payload.get("channel"))})
     elif topic.startswith("case."):
-        row = await cases.case_parties(case_id=int(payload["case_id"]))
-        if row:
-            values["item_name"] = await _item_name(item_id=row["item_id"])
-            values["hall_name"] = await _hall_name(row["hall_id"])
-            values["fee_yuan"], values["fee_text"] = _fen(int(row["fee_total_fen"] or 0))
-            values["missing_count"] = len(payload.get("codes") or [])
-            if row["resident_id"] is not None:  # a walk-in applicant without the mini program has no inbox
-                out.residents.append(int(row["resident_id"]))
+        owner = await _case_values(values, payload["case_id"])
+        values["missing_count"] = len(payload.get("codes") or [])
+        if topic == "case.delivered":
+            delivery = await cases.delivery_of(case_id=int(payload["case_id"]))
+            values["tracking_no"] = (delivery or {}).get("tracking_no") or "-"
+        if owner is not None:  # a walk-in applicant without the mini program has no inbox
+            out.residents.append(owner)
+    else:
+        # The answers a resident is owed, and money given back: each read from the package that owns it.
+        readers = {"complaint.answered": _complaint_values, "rectification.closed": _rectification_values,
+                   "payment.refunded": _refund_values}
+        reader = readers.get(topic)
+        whom = await reader(values, payload) if reader else None
+        if whom is not None:
+            out.residents.append(whom)
     out.residents = [await current_resident(r) for r in out.residents]
     return out
 

@@ -7,11 +7,14 @@ from backend.jobs.outbox import Event, Registry, registry
 from notifications import channels, service
 
 # The events residents and staff hear about; the templates folder says what each one says.
+# Each is listed, resident-visible or for staff, in its emitter's events.py (tests/test_event_catalogue.py).
 TOPICS = (
-    "appointment.booked", "appointment.cancelled", "appointment.reminder_due", "ticket.called",
+    "appointment.booked", "appointment.cancelled", "appointment.reminder_due", "appointment.no_show",
+    "ticket.called",
     "case.correction_needed", "case.awaiting_payment", "case.approved", "case.rejected",
-    "case.certificate_issued", "case.deadline_warning", "complaint.deadline_warning",
-    "rectification.deadline_warning", "evaluation.received",
+    "case.certificate_issued", "case.delivered", "case.deadline_warning", "complaint.deadline_warning",
+    "rectification.deadline_warning", "evaluation.received", "complaint.answered", "rectification.closed",
+    "payment.refunded",
     "resident.channel_attached", "resident.channel_detached",
 )
 

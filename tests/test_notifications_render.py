@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -20,19 +21,94 @@ def test_every_event_has_a_template_and_resident_ones_have_wechat_and_inbox() ->
     from notifications.handlers import TOPICS
 
     catalogue = render.load()
-    assert set(catalogue.templates) == set(TOPICS)
-    for topic, t in catalogue.templates.items():
-        assert t.inbox["title"] and t.inbox["body"], topic
+    assert catalogue.topics() == set(TOPICS)
+    for key, t in catalogue.templates.items():
+        assert key == t.topic or key.startswith(t.topic + "."), key  # a variant's file is named after its topic
+        assert t.inbox["title"] and t.inbox["body"], key
         if t.audience == "resident":
-            assert t.wechat is not None and t.alipay is not None and t.page is not None, topic
-            # A page about one object carries its signed token; the account pages carry none.
-            assert t.page["kind"] in qr.KINDS if "id" in t.page else t.page["kind"] == "account"
-    # The law's notices can reach a resident without a mini program: they have a text message.
-    for topic in ("case.correction_needed", "case.approved", "case.rejected", "resident.channel_attached",
-                  "resident.channel_detached"):
-        assert catalogue.required(catalogue.templates[topic])
-        assert catalogue.templates[topic].sms is not None
-    assert not catalogue.required(catalogue.templates["appointment.reminder_due"])
+            assert t.wechat is not None and t.alipay is not None and t.page is not None, key
+            # A page about one object carries its signed token; list and account pages carry none.
+            assert t.page["kind"] in qr.KINDS if "id" in t.page else "kind" not in t.page or t.page["kind"] == "account"
+    # The law's notices, the hall's changes to a booking and the answers owed can reach a resident without a
+    # mini program: they have a text message.
+    for key in ("case.correction_needed", "case.approved", "case.rejected", "resident.channel_attached",
+                "resident.channel_detached", "appointment.cancelled.by_hall", "appointment.no_show.barred",
+                "complaint.answered", "rectification.closed"):
+        assert catalogue.required(catalogue.templates[key]), key
+        assert catalogue.templates[key].sms is not None, key
+    for key in ("appointment.reminder_due", "appointment.cancelled", "appointment.no_show", "case.delivered",
+                "payment.refunded"):
+        assert not catalogue.required(catalogue.templates[key]), key
+
+
+def test_the_variant_is_chosen_by_the_payload_and_the_ordinary_one_otherwise() -> None:
+    catalogue = render.load()
+
+    def key(topic: str, **payload: object) -> str | None:
+        t = catalogue.for_event(topic, payload)
+        return t.key if t else None
+
+    assert key("appointment.cancelled", by="hall", reason="停电") == "appointment.cancelled.by_hall"
+    assert key("appointment.cancelled", by="resident") == "appointment.cancelled"
+    assert key("appointment.cancelled") == "appointment.cancelled"  # events written before `by` existed
+    assert key("appointment.no_show", bar_id=7) == "appointment.no_show.barred"
+    assert key("appointment.no_show", bar_id=None) == "appointment.no_show"
+    assert key("case.delivered", method="post") == "case.delivered.post"
+    assert key("case.delivered", method="pickup") == "case.delivered"
+    assert key("evaluation.received", level=1) == "evaluation.received"
+    assert key("evaluation.received", level=4) is None  # a good rating alerts no one
+    assert key("no.such.topic") is None
+
+
+def test_a_rebooking_page_carries_its_public_parameters_and_no_token() -> None:
+    t = render.load().templates["appointment.cancelled.by_hall"]
+    out = render.render(t, {"appointment_id": 41, "hall_id": 3, "item_code": "11330106&x=1", "reason": "停电"},
+                        secret=SECRET)
+    assert out["inbox"]["page"] == "pages/appointment/book?hall_id=3&item=11330106%26x%3D1"
+    assert out["wechat"]["page"] == out["inbox"]["page"] == out["alipay"]["page"]
+
+
+def _edited(tmp_path: Path, name: str, change: dict[str, object]) -> Path:
+    """A copy of the packaged templates with one file's top-level keys changed."""
+    folder = tmp_path / name.replace(".", "_")
+    folder.mkdir()
+    for f in render.PACKAGED.glob("*.json"):
+        (folder / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
+    raw = json.loads((folder / name).read_text(encoding="utf-8"))
+    for k, v in change.items():
+        if isinstance(v, dict) and v and isinstance(raw.get(k), dict):
+            raw[k] = {**raw[k], **v}
+        else:
+            raw[k] = v
+    (folder / name).write_text(json.dumps(raw, ensure_ascii=False), encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize(("name", "change", "problem"), [
+    # Fixed WeChat text must fit its field as it is: WeChat would refuse it, or it would be cut at every send.
+    ("case.approved.json", {"wechat": {"data": {"phrase3": "审批已经通过了"}}}, "phrase3"),
+    ("appointment.booked.json", {"wechat": {"data": {"thing4": "请携带身份证件和户口簿原件按时到场办理业务"}}},
+     "thing4"),
+    ("ticket.called.json", {"wechat": {"data": {"character_string1": "号码A"}}}, "character_string1"),
+    ("case.approved.json", {"alipay": {"data": {"first": "{case_no}"}}}, "Alipay field 'first'"),
+    ("case.approved.json", {"alipay": {"data": {"keyword1": "审" * 51}}}, "keyword1"),
+    ("case.approved.json", {"sms": {"template_code": "CASE_DECISION"}}, "template_code"),
+    ("case.approved.json", {"sms": {"params": {"case-no": "{case_no}"}}}, "case-no"),
+    ("case.approved.json", {"sms": {"params": {"result": "审批通过，请于三个工作日内携带身份证原件和户口簿原件"
+                                                         "到转塘大厅领取证照原件"}}}, "result"),
+    ("case.approved.json", {"when": {"level_between": [1, 2]}}, "level_between"),
+    ("case.approved.json", {"inbox": {"title": "审批通过" * 11}}, "inbox title"),
+    ("case.approved.json", {"page": {"path": "pages/case/detail", "kind": "ticket", "id": "{case_id}"}}, "ticket"),
+    ("case.approved.json", {"audience": "everyone"}, "everyone"),
+    ("case.approved.json", {"inbox": "审批通过"}, "inbox is not an object"),
+    ("case.approved.json", {"when": ["level_in"]}, "when is not an object"),
+    ("case.approved.json", {"sms": {"params": {"result": 1}}}, "sms fields are not texts by name"),
+    ("appointment.no_show.barred.json", {"when": {}}, "more than one template without `when`"),
+])
+def test_a_template_a_platform_would_refuse_is_refused_when_loaded(tmp_path: Path, name: str,
+                                                                   change: dict[str, object], problem: str) -> None:
+    with pytest.raises(render.TemplateError, match=re.escape(problem)):
+        render.load(_edited(tmp_path, name, change))
 
 
 @pytest.mark.parametrize(("key", "value", "expected"), [
