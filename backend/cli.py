@@ -82,6 +82,8 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
 
     host = host or settings.host
     port = port if port is not None else settings.port
+    # What follows HOST and PORT (PUBLIC_BASE_URL, the fakes' addresses...) follows --host and --port too.
+    settings = settings.with_overrides(host=host, port=port)
     loader = AppLoader(factory=partial(create_app, settings))
     app = loader.load()
     app.prepare(host=host, port=port, workers=n, single_process=(n == 1), motd=False)

@@ -47,7 +47,7 @@ class Providers:
 
 def fake_settings(settings: Settings) -> dict[str, Any]:
     """Where the clients find the fakes when this process serves them."""
-    base = f"http://127.0.0.1:{settings.port}{FAKES_PREFIX}"
+    base = f"{settings.local_base_url}{FAKES_PREFIX}"
     return {"wechat_api_base": f"{base}/wechat", "alipay_gateway": f"{base}/alipay/gateway.do",
             "realname_api_base": f"{base}/realname", "hall_api_base": f"{base}/hall"}
 
@@ -115,7 +115,7 @@ def _client_overrides(settings: Settings, alipay: alipay_fake.FakeAlipay,
                       wechatpay: wechatpay_fake.FakeWeChatPay) -> dict[str, Any]:
     from payments import alipay_fake as alipay_trades_fake
 
-    base = f"http://127.0.0.1:{settings.port}{FAKES_PREFIX}"
+    base = f"{settings.local_base_url}{FAKES_PREFIX}"
     return {
         **fake_settings(settings),
         **wechatpay.client_settings(f"{base}/wechatpay"),
@@ -152,7 +152,7 @@ def mount_fakes(app: Sanic, settings: Settings) -> Settings:
     # The main hall calls back into this same server, so the demo shows sync both ways; it keeps its cases in a
     # file, so a restart does not make it forget them (and refuse every next step as out of order).
     hall = hall_fake.FakeHall(app_id=settings.hall_app_id, secret=settings.hall_app_secret,
-                              callback_url=f"http://127.0.0.1:{settings.port}/api/v1/hall/callbacks",
+                              callback_url=f"{settings.local_base_url}/api/v1/hall/callbacks",
                               state_file=str(state_dir / "hall.json"))
     app.blueprint(hall_fake.blueprint(hall, url_prefix=f"{FAKES_PREFIX}/hall"))
     app.ctx.fakes = {"wechat": wechat, "alipay": alipay, "realname": realname, "hall": hall}
@@ -162,14 +162,14 @@ def mount_fakes(app: Sanic, settings: Settings) -> Settings:
 
     sms = sms_fake.FakeSms(access_key_id=settings.sms_access_key_id, access_key_secret=settings.sms_access_key_secret)
     # Like Aliyun with HTTP batch push on: each text is reported delivered to our status-report URL.
-    sms.report_url = (f"http://127.0.0.1:{settings.port}/api/v1/notifications/callbacks/sms"
+    sms.report_url = (f"{settings.local_base_url}/api/v1/notifications/callbacks/sms"
                       f"?token={settings.sms_report_token}")
     sms.auto_report = bool(settings.sms_report_token)
     app.blueprint(sms_fake.blueprint(sms, url_prefix=f"{FAKES_PREFIX}/sms"))
     app.ctx.fakes.update(sms=sms, alipay_messages=notify_alipay_fake.install(alipay))
     # Payments: a fake WeChat Pay v3; Alipay's trade methods on the same fake gateway. A refund waits at either
     # until a developer says how it ends (POST /_fakes/{wechatpay,alipay}/simulate/refund/{no}?outcome=...).
-    base = f"http://127.0.0.1:{settings.port}{FAKES_PREFIX}"
+    base = f"{settings.local_base_url}{FAKES_PREFIX}"
     wechatpay.base_url = f"{base}/wechatpay"
     alipay_trades = alipay_trades_fake.AlipayTrades(alipay, base_url=f"{base}/alipay", refunds_wait=True,
                                                     state_file=str(state_dir / "alipay.json"))

@@ -7,12 +7,12 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 Env = Literal["development", "test", "production"]
 
@@ -30,6 +30,8 @@ class Var:
     default: str
     meaning: str
     secret: bool = False
+    # When the default is empty and means "follow other settings": what it follows, as the README shows it.
+    derived: str = ""
 
 
 # The single source of truth for configuration; the README table is generated from it
@@ -43,7 +45,7 @@ VARS: tuple[Var, ...] = (
     Var("PORT", "port", "8000", "port `palmhall serve` binds"),
     Var("WEB_WORKERS", "web_workers", "2", "Sanic worker processes per `serve` (forced to 1 with the in-process Redis)"),
     Var("EMBEDDED_WORKER", "embedded_worker", "auto", "run the outbox worker and periodic tasks inside `serve`: `auto` (only with the in-process Redis), `true`, `false`"),
-    Var("PUBLIC_BASE_URL", "public_base_url", "http://127.0.0.1:8000", "external base URL used in QR codes and links"),
+    Var("PUBLIC_BASE_URL", "public_base_url", "", "external base URL used in QR codes and links (`{PUBLIC_BASE_URL}/q/...`, the kiosk enrollment link); empty follows the address `serve` binds (`0.0.0.0` reads as `127.0.0.1`), which production refuses", derived="`http://HOST:PORT`"),
     Var("LOG_LEVEL", "log_level", "INFO", "log level of the JSON-lines logs"),
     Var("SECRETS_FILE", "secrets_file", "var/secrets.json", "development only: where generated secrets are kept (git-ignored)"),
     Var("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir", "", "directory for multi-process metrics; `serve` creates one under `var/` when unset"),
@@ -71,7 +73,7 @@ VARS: tuple[Var, ...] = (
     Var("HALL_BREAKER_FAILURES", "hall_breaker_failures", "5", "failed calls in a row after which the main hall circuit breaker opens"),
     Var("HALL_BREAKER_PAUSE_SECONDS", "hall_breaker_pause_seconds", "30", "how long the open breaker stops calling the main hall before one probe"),
     Var("HALL_MATERIAL_LINK_TTL_SECONDS", "hall_material_link_ttl_seconds", "86400", "lifetime of the signed material download links pushed to the main hall"),
-    Var("REALNAME_API_BASE", "realname_api_base", "http://127.0.0.1:8000/_fakes/realname", "real-name verification service (a loopback fake in development and tests)"),
+    Var("REALNAME_API_BASE", "realname_api_base", "", "real-name verification service; empty is the development fake this server serves (refused in production)", derived="`http://HOST:PORT/_fakes/realname`"),
     Var("REALNAME_APP_ID", "realname_app_id", "palmhall", "our app id at the real-name verification service"),
     Var("REALNAME_SECRET", "realname_secret", "", "HMAC secret for the real-name verification service", secret=True),
     Var("PLATFORM_FAKES", "platform_fakes", "auto", "serve fakes of WeChat, WeChat Pay, Alipay, the real-name service, SMS and the main hall under `/_fakes/` and point the clients at them: `auto` (development only), `true`, `false`; refused in production"),
@@ -112,6 +114,8 @@ VARS: tuple[Var, ...] = (
     Var("S3_SECRET_KEY", "s3_secret_key", "", "S3 secret access key (needed only with FILE_STORE=s3, never logged)"),
     Var("COMPLAINT_REPLY_DAYS", "complaint_reply_days", "5", "working days staff have to answer a complaint or question"),
     Var("RATE_QR_MISS_IP", "rate_qr_miss_ip", "20/600", "unknown or forged QR tokens per client IP, after which every look-up from it is refused for the window"),
+    Var("WECHAT_LINK_VERIFY_FILE", "wechat_link_verify_file", "", "the check file WeChat's 扫普通链接二维码打开小程序 asks for, as `NAME.txt:CONTENT`: served at `/NAME.txt` and `/q/NAME.txt`; empty serves none (see README, QR codes)"),
+    Var("ALIPAY_LINK_VERIFY_FILE", "alipay_link_verify_file", "", "the check file Alipay's 关联普通二维码 asks for, as `NAME.txt:CONTENT`: served at `/NAME.txt` and `/q/NAME.txt`; empty serves none"),
     Var("WECHATPAY_API_BASE", "wechatpay_api_base", "https://api.mch.weixin.qq.com", "WeChat Pay API v3 base URL (a loopback fake in development and tests)"),
     Var("WECHATPAY_MCHID", "wechatpay_mchid", "1900000109", "WeChat Pay merchant id (mchid); orders are paid to the mini program's WECHAT_APP_ID"),
     Var("WECHATPAY_MERCHANT_PRIVATE_KEY", "wechatpay_merchant_private_key", "", "the merchant API certificate's private key (apiclient_key.pem, PEM or base64 PKCS#8): signs requests and paySign", secret=True),
@@ -120,7 +124,7 @@ VARS: tuple[Var, ...] = (
     Var("WECHATPAY_PUBLIC_KEY", "wechatpay_public_key", "", "WeChat Pay platform public key (PEM or base64) that signs answers and notifications"),
     Var("WECHATPAY_PUBLIC_KEY_ID", "wechatpay_public_key_id", "", "id of that platform public key (PUB_KEY_ID_...), as sent in Wechatpay-Serial"),
     Var("ALIPAY_SELLER_ID", "alipay_seller_id", "", "our Alipay merchant PID (2088...): a payment notification for another seller is refused; empty skips the check"),
-    Var("PAYMENT_NOTIFY_BASE_URL", "payment_notify_base_url", "", "external base URL the platforms send payment notifications to; empty uses PUBLIC_BASE_URL"),
+    Var("PAYMENT_NOTIFY_BASE_URL", "payment_notify_base_url", "", "external base URL the platforms send payment notifications to (`…/api/v1/payments/callbacks/wechat` and `/alipay`); empty follows PUBLIC_BASE_URL", derived="PUBLIC_BASE_URL"),
     Var("PAYMENT_ORDER_TTL_MINUTES", "payment_order_ttl_minutes", "30", "minutes after which an unpaid order is closed at the platform and here"),
     Var("PAYMENT_QUERY_AFTER_SECONDS", "payment_query_after_seconds", "60", "an open order or refund without notification for this long is queried at the platform"),
     Var("NOTIFY_TEMPLATES_DIR", "notify_templates_dir", "", "folder of the notification templates (JSON, one per event); empty uses the packaged ones"),
@@ -131,7 +135,7 @@ VARS: tuple[Var, ...] = (
     Var("NOTIFY_RATE_ALIPAY", "notify_rate_alipay", "50/1", "Alipay template messages for all workers together: COUNT/SECONDS"),
     Var("NOTIFY_RATE_SMS", "notify_rate_sms", "10/1", "text messages for all workers together: COUNT/SECONDS"),
     Var("WECHAT_MINIPROGRAM_STATE", "wechat_miniprogram_state", "formal", "which mini program a message opens: `formal`, `trial` or `developer`"),
-    Var("SMS_ENDPOINT", "sms_endpoint", "http://127.0.0.1:8000/_fakes/sms/", "Aliyun SMS endpoint (`https://dysmsapi.aliyuncs.com/`; a loopback fake in development and tests)"),
+    Var("SMS_ENDPOINT", "sms_endpoint", "", "Aliyun SMS endpoint (`https://dysmsapi.aliyuncs.com/`); empty is the development fake this server serves (refused in production)", derived="`http://HOST:PORT/_fakes/sms/`"),
     Var("SMS_ACCESS_KEY_ID", "sms_access_key_id", "fake-sms-key", "Aliyun SMS AccessKey id"),
     Var("SMS_ACCESS_KEY_SECRET", "sms_access_key_secret", "", "Aliyun SMS AccessKey secret", secret=True),
     Var("SMS_SIGN_NAME", "sms_sign_name", "掌上办", "the registered SMS signature shown as 【…】"),
@@ -160,7 +164,7 @@ class Settings(BaseModel):
     port: int = Field(8000, ge=0, le=65535)
     web_workers: int = Field(2, ge=1)
     embedded_worker: Literal["auto", "true", "false"] = "auto"
-    public_base_url: str = "http://127.0.0.1:8000"
+    public_base_url: str = ""
     log_level: str = "INFO"
     secrets_file: str = "var/secrets.json"
     prometheus_multiproc_dir: str = ""
@@ -188,7 +192,7 @@ class Settings(BaseModel):
     hall_breaker_failures: int = Field(5, ge=1)
     hall_breaker_pause_seconds: float = Field(30, gt=0)
     hall_material_link_ttl_seconds: int = Field(86400, ge=60)
-    realname_api_base: str = "http://127.0.0.1:8000/_fakes/realname"
+    realname_api_base: str = ""
     realname_app_id: str = "palmhall"
     realname_secret: str = ""
     platform_fakes: Literal["auto", "true", "false"] = "auto"
@@ -229,6 +233,8 @@ class Settings(BaseModel):
     s3_secret_key: str = ""
     complaint_reply_days: int = Field(5, ge=1)
     rate_qr_miss_ip: str = "20/600"
+    wechat_link_verify_file: str = ""
+    alipay_link_verify_file: str = ""
     wechatpay_api_base: str = "https://api.mch.weixin.qq.com"
     wechatpay_mchid: str = "1900000109"
     wechatpay_merchant_private_key: str = ""
@@ -249,7 +255,7 @@ class Settings(BaseModel):
     notify_rate_alipay: str = "50/1"
     notify_rate_sms: str = "10/1"
     wechat_miniprogram_state: Literal["formal", "trial", "developer"] = "formal"
-    sms_endpoint: str = "http://127.0.0.1:8000/_fakes/sms/"
+    sms_endpoint: str = ""
     sms_access_key_id: str = "fake-sms-key"
     sms_access_key_secret: str = ""
     sms_sign_name: str = "掌上办"
@@ -259,7 +265,48 @@ class Settings(BaseModel):
     wechat_push_aes_key: str = ""
     wechat_push_skew_seconds: int = Field(300, ge=1)
 
+    @field_validator("wechat_link_verify_file", "alipay_link_verify_file")
+    @classmethod
+    def _verify_file(cls, value: str) -> str:
+        if value and _verify_file_parts(value) is None:
+            raise ValueError("should be NAME.txt:CONTENT (a name of letters, digits, _ and -; one line of content)")
+        return value
+
+    @property
+    def link_verify_files(self) -> dict[str, str]:
+        """The platforms' domain check files: name -> content, for those configured."""
+        found = (_verify_file_parts(v) for v in (self.wechat_link_verify_file, self.alipay_link_verify_file) if v)
+        return {name: content for name, content in (f for f in found if f is not None)}
+
+    # Settings left empty that were filled from others (DERIVED below), so a copy with another PORT
+    # moves them along, and production can tell "not set" from "set to the same value".
+    _derived: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @model_validator(mode="after")
+    def _follow_others(self) -> Settings:
+        return self._derive()
+
+    def _derive(self) -> Settings:
+        filled = set()
+        for name, make in DERIVED.items():  # in order: a later one may follow an earlier one
+            if not getattr(self, name):
+                # Frozen for everyone else; this runs once, while the object is being made.
+                object.__setattr__(self, name, make(self))
+                filled.add(name)
+        self._derived = frozenset(filled)
+        return self
+
+    def follows_others(self, field: str) -> bool:
+        """Whether `field` was left empty and follows other settings (see DERIVED)."""
+        return field in self._derived
+
     # ---- derived -------------------------------------------------------
+    @property
+    def local_base_url(self) -> str:
+        """This server as a process on the same machine reaches it: the address `serve` binds (a wildcard
+        address read as loopback) and its port. The development fakes and the derived defaults use it."""
+        return f"http://{_reachable(self.host)}:{self.port}"
+
     @property
     def redis_embedded(self) -> bool:
         return not self.redis_url
@@ -286,7 +333,9 @@ class Settings(BaseModel):
         return self.env == "production"
 
     def with_overrides(self, **changes: Any) -> Settings:
-        return self.model_copy(update=changes)
+        """A copy with `changes`; a setting that follows others follows the changed ones unless it is given."""
+        again = {name: "" for name in self._derived if name not in changes}
+        return self.model_copy(update={**again, **changes})._derive()
 
     # ---- loading -------------------------------------------------------
     @classmethod
@@ -350,12 +399,49 @@ class Settings(BaseModel):
             raise SettingsError("ALIPAY_PUBLIC_KEY is not set; Alipay's answers could not be verified")
         if self.platform_fakes == "true":
             raise SettingsError("PLATFORM_FAKES=true serves fake platforms; never in production")
+        if self.follows_others("public_base_url"):
+            raise SettingsError("PUBLIC_BASE_URL is not set; production needs the public address that QR codes, "
+                                "links and payment notifications carry")
+        for name in ("realname_api_base", "sms_endpoint"):
+            if self.follows_others(name):
+                raise SettingsError(f"{_BY_FIELD[name].name} is not set; empty means the development fake")
         if not re.fullmatch(r"[A-Za-z0-9]{3,32}", self.wechat_push_token):
             raise SettingsError("WECHAT_PUSH_TOKEN must be 3 to 32 letters and digits, as the WeChat console wants")
         if not _is_aes_key(self.wechat_push_aes_key):
             raise SettingsError("WECHAT_PUSH_AES_KEY must be the 43-character EncodingAESKey")
         if _aes_key_bytes(self.wechat_push_aes_key).startswith(DEV_PREFIX.encode()):
             raise SettingsError("WECHAT_PUSH_AES_KEY holds a development value; set a real secret")
+
+
+_VERIFY_FILE = re.compile(r"([A-Za-z0-9_-]{1,100}\.txt):([\x20-\x7e]{1,1000})")
+
+
+def _verify_file_parts(value: str) -> tuple[str, str] | None:
+    """("NAME.txt", "CONTENT") of a check-file setting, or None. The consoles give a random name and one
+    short line of plain text; anything else is a mistake better refused at start-up."""
+    found = _VERIFY_FILE.fullmatch(value)
+    return (found.group(1), found.group(2)) if found else None
+
+
+def _reachable(host: str) -> str:
+    """A bind address as a URL host a client can use: a wildcard is this machine's loopback."""
+    if host in ("", "0.0.0.0"):  # noqa: S104 - reading a bind address, not binding
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    if ":" in host and not host.startswith("["):
+        return f"[{host}]"
+    return host
+
+
+# Settings whose empty value follows others, in the order they are worked out. Each default used to embed
+# port 8000, so `PORT=8101` left QR links and payment notifications pointing at another server.
+DERIVED: dict[str, Callable[[Settings], str]] = {
+    "public_base_url": lambda s: s.local_base_url,
+    "payment_notify_base_url": lambda s: s.public_base_url,
+    "realname_api_base": lambda s: f"{s.local_base_url}/_fakes/realname",
+    "sms_endpoint": lambda s: f"{s.local_base_url}/_fakes/sms/",
+}
 
 
 def _aes_key_bytes(value: str) -> bytes:
@@ -390,6 +476,11 @@ def _generate(name: str) -> str:
 def markdown_table() -> str:
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     for var in VARS:
-        default = "*(generated in development)*" if var.secret else (f"`{var.default}`" if var.default else "*(empty)*")
+        if var.secret:
+            default = "*(generated in development)*"
+        elif var.derived:
+            default = f"*(empty: {var.derived})*"
+        else:
+            default = f"`{var.default}`" if var.default else "*(empty)*"
         rows.append(f"| `{var.name}` | {default} | {var.meaning} |")
     return "\n".join(rows)

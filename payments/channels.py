@@ -12,7 +12,7 @@ from payments.wechatpay import WeChatPayClient, WeChatPayConfig
 
 
 def notify_url(settings: Settings, channel: str) -> str:
-    base = (settings.payment_notify_base_url or settings.public_base_url).rstrip("/")
+    base = settings.payment_notify_base_url.rstrip("/")  # follows PUBLIC_BASE_URL when not set
     return f"{base}/api/v1/payments/callbacks/{channel}"
 
 

@@ -6,10 +6,13 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from backend.settings import VARS, Settings, SettingsError, markdown_table
+from backend import qr
+from backend.settings import DERIVED, VARS, Settings, SettingsError, markdown_table
+from payments.channels import notify_url
 from tests.conftest import ROOT
 
 REAL = {
@@ -27,6 +30,10 @@ REAL = {
     # As the WeChat console makes them: letters and digits; 43 base64 characters.
     "WECHAT_PUSH_TOKEN": "hx0f1e2d3c4b5a69788796a5b4c3d2e1",
     "WECHAT_PUSH_AES_KEY": "kF3x9QmZ0pL7vB2nR8tY4uW6sA1dG5hJ3kM9oP2qX7c",
+    # Addresses that would otherwise follow HOST and PORT (this server, its development fakes).
+    "PUBLIC_BASE_URL": "https://zwfw.xihu.gov.cn",
+    "REALNAME_API_BASE": "https://realname.example.gov.cn/api",
+    "SMS_ENDPOINT": "https://dysmsapi.aliyuncs.com/",
 }
 
 # Secrets other packages add get a production-looking value too.
@@ -115,8 +122,106 @@ def test_bad_value_is_named() -> None:
 def test_model_defaults_match_the_documented_defaults() -> None:
     s = Settings()
     for var in VARS:
-        if not var.secret:
+        if var.derived:
+            assert var.default == "" and Settings.model_fields[var.field].default == "", var.name
+            assert s.follows_others(var.field), var.name
+        elif not var.secret:
             assert str(getattr(s, var.field)) in (var.default, var.default + ".0"), var.name
+    assert {v.field for v in VARS if v.derived} == set(DERIVED)
+
+
+# ---- settings that follow others ----------------------------------------------------------
+
+
+def test_addresses_follow_the_port_serve_binds(tmp_path: Path) -> None:
+    s = Settings.from_env({"PORT": "8101", "SECRETS_FILE": str(tmp_path / "s.json")})
+    assert s.public_base_url == "http://127.0.0.1:8101"
+    assert s.payment_notify_base_url == "http://127.0.0.1:8101"
+    assert s.realname_api_base == "http://127.0.0.1:8101/_fakes/realname"
+    assert s.sms_endpoint == "http://127.0.0.1:8101/_fakes/sms/"
+    assert qr.url(s.public_base_url, "T0KEN") == "http://127.0.0.1:8101/q/T0KEN"
+    assert notify_url(s, "wechat") == "http://127.0.0.1:8101/api/v1/payments/callbacks/wechat"
+    assert notify_url(s, "alipay") == "http://127.0.0.1:8101/api/v1/payments/callbacks/alipay"
+    # A wildcard bind is reached on loopback; an IPv6 address in brackets.
+    assert Settings(host="0.0.0.0", port=8101).public_base_url == "http://127.0.0.1:8101"
+    assert Settings(host="::", port=8101).sms_endpoint == "http://[::1]:8101/_fakes/sms/"
+    assert Settings(host="fd00::5", port=80).public_base_url == "http://[fd00::5]:80"
+    assert Settings(host="10.1.2.3", port=8101).realname_api_base == "http://10.1.2.3:8101/_fakes/realname"
+
+
+def test_explicit_addresses_win_and_the_notify_base_follows_the_public_one(tmp_path: Path) -> None:
+    s = Settings.from_env({"PORT": "8101", "PUBLIC_BASE_URL": "https://zwfw.xihu.gov.cn",
+                           "SECRETS_FILE": str(tmp_path / "s.json")})
+    assert s.public_base_url == "https://zwfw.xihu.gov.cn" and not s.follows_others("public_base_url")
+    assert notify_url(s, "wechat") == "https://zwfw.xihu.gov.cn/api/v1/payments/callbacks/wechat"
+    assert s.realname_api_base == "http://127.0.0.1:8101/_fakes/realname"
+    given = Settings.from_env({"PORT": "8101", "PAYMENT_NOTIFY_BASE_URL": "https://pay.xihu.gov.cn",
+                               "REALNAME_API_BASE": "https://rn.example", "SMS_ENDPOINT": "https://sms.example/",
+                               "SECRETS_FILE": str(tmp_path / "s.json")})
+    assert notify_url(given, "alipay") == "https://pay.xihu.gov.cn/api/v1/payments/callbacks/alipay"
+    assert (given.public_base_url, given.realname_api_base, given.sms_endpoint) == (
+        "http://127.0.0.1:8101", "https://rn.example", "https://sms.example/")
+
+
+def test_a_copy_with_another_port_moves_what_follows_it_and_keeps_what_was_given() -> None:
+    s = Settings(public_base_url="https://zwfw.xihu.gov.cn").with_overrides(port=9001)
+    assert s.public_base_url == "https://zwfw.xihu.gov.cn"
+    assert s.payment_notify_base_url == "https://zwfw.xihu.gov.cn"
+    assert s.realname_api_base == "http://127.0.0.1:9001/_fakes/realname"
+    moved = Settings().with_overrides(port=9002, host="0.0.0.0")
+    assert (moved.public_base_url, moved.payment_notify_base_url) == ("http://127.0.0.1:9002",) * 2
+    again = moved.with_overrides(public_base_url="https://a.example").with_overrides(port=9003)
+    assert (again.public_base_url, again.payment_notify_base_url) == ("https://a.example",) * 2
+    assert again.sms_endpoint == "http://127.0.0.1:9003/_fakes/sms/"
+
+
+@pytest.mark.parametrize("name", ["PUBLIC_BASE_URL", "REALNAME_API_BASE", "SMS_ENDPOINT"])
+def test_production_refuses_an_address_left_to_follow_host_and_port(name: str) -> None:
+    with pytest.raises(SettingsError, match=f"{name} is not set"):
+        Settings.from_env({k: v for k, v in REAL.items() if k != name})
+
+
+def test_serve_passes_its_host_and_port_to_what_follows_them(tmp_path: Path, monkeypatch: Any) -> None:
+    """`palmhall serve --port 8101` makes the app with settings whose links name port 8101."""
+    from click.testing import CliRunner
+    from sanic import Sanic
+
+    from backend import cli
+
+    made: list[Settings] = []
+    monkeypatch.setenv("SECRETS_FILE", str(tmp_path / "s.json"))
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "prom"))
+    monkeypatch.delenv("PORT", raising=False)
+    monkeypatch.delenv("PUBLIC_BASE_URL", raising=False)
+    monkeypatch.setattr("backend.app.create_app", lambda settings, **kw: made.append(settings) or
+                        Sanic(f"serve_{len(made)}"))
+    monkeypatch.setattr(Sanic, "prepare", lambda self, **kw: None)
+    monkeypatch.setattr(Sanic, "serve_single", staticmethod(lambda primary: None))
+    try:
+        r = CliRunner().invoke(cli.main, ["serve", "--port", "8101", "--workers", "1"])
+    finally:
+        for n in range(1, len(made) + 1):
+            Sanic._app_registry.pop(f"serve_{n}", None)
+    assert r.exit_code == 0, r.output
+    assert made and made[0].port == 8101 and made[0].public_base_url == "http://127.0.0.1:8101"
+    assert notify_url(made[0], "wechat").startswith("http://127.0.0.1:8101/")
+
+
+# ---- the platforms' domain check files ------------------------------------------------------
+
+
+def test_check_files_are_read_as_name_and_content(tmp_path: Path) -> None:
+    s = Settings.from_env({"WECHAT_LINK_VERIFY_FILE": "Xa9dK2mQ4z.txt:5f2b8c1d0e7a",
+                           "ALIPAY_LINK_VERIFY_FILE": "alipay_77f1.txt:a1b2 c3", "SECRETS_FILE": str(tmp_path / "s")})
+    assert s.link_verify_files == {"Xa9dK2mQ4z.txt": "5f2b8c1d0e7a", "alipay_77f1.txt": "a1b2 c3"}
+    assert Settings().link_verify_files == {}
+
+
+@pytest.mark.parametrize("value", ["noname", "x.txt:", ":abc", "../etc/passwd.txt:x", "a/b.txt:x", "x.html:x",
+                                   "x.txt:two\nlines", "x.txt:中文", "x" * 101 + ".txt:x"])
+def test_a_check_file_setting_that_cannot_be_served_is_refused_and_named(value: str) -> None:
+    with pytest.raises(SettingsError, match="WECHAT_LINK_VERIFY_FILE"):
+        Settings.from_env({"WECHAT_LINK_VERIFY_FILE": value})
 
 
 def test_readme_documents_every_variable() -> None:
