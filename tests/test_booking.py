@@ -13,7 +13,7 @@ import pytest
 from backend import clock
 from backend.audit.models import AuditEntry
 from backend.booking import service as booking
-from backend.booking.models import Appointment, BookingBar, BookingRule, QueueTicket, Slot
+from backend.booking.models import Appointment, AppointmentStatus, BookingBar, BookingRule, QueueTicket, Slot
 from backend.catalog.models import Counter, Hall, OpeningHours, ServiceItem, ServiceItemVersion
 from backend.crypto import blind_index
 from backend.identity.models import Resident, StaffRole
@@ -457,6 +457,13 @@ async def test_public_progress_of_an_appointment_shows_no_personal_data(live: Li
     body = r.json()
     assert body["status"] == "booked" and body["item"]["code"] == "ITEM-RESIDENCE"
     assert body["starts_at"] == "2026-03-03T09:00:00+08:00" and body["ticket"] is None
-    assert set(body) == {"kind", "status", "item", "hall", "starts_at", "ends_at", "ticket"}  # nothing personal
+    # Nothing personal: the hall's own address and the check-in window the hall's rule gives.
+    assert set(body) == {"kind", "status", "status_label", "item", "hall", "starts_at", "ends_at", "checkin", "ticket"}
+    assert body["status_label"] == "已预约，待签到" and set(body["hall"]) == {"id", "name", "address"}
+    assert body["checkin"] == {"opens_at": "2026-03-03T08:30:00+08:00", "closes_at": "2026-03-03T09:15:00+08:00"}
     r = await live.client.get(f"/api/v1/progress/{token[:-4]}AAAA")
     assert (r.status_code, r.json()["error"]["code"]) == (404, "qr.invalid")
+
+
+def test_every_appointment_status_has_a_label_a_resident_reads() -> None:
+    assert set(booking.STATUS_LABELS) == set(AppointmentStatus)

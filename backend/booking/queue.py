@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import Any
 
 from redis.asyncio import Redis
@@ -13,7 +12,7 @@ from tortoise.functions import Max
 from backend import clock, db
 from backend.audit import service as audit
 from backend.booking.models import Appointment, AppointmentStatus, QueueTicket, Slot, TicketStatus
-from backend.booking.service import local_day, rule_for
+from backend.booking.service import checkin_window, local_day, rule_for
 from backend.catalog.models import Counter, Hall, ServiceItem
 from backend.clock import SHANGHAI
 from backend.errors import DomainError, register_codes
@@ -81,8 +80,7 @@ async def check_in(*, appointment_id: int, hall_id: int, actor: str, redis: Redi
     slot = await Slot.get(id=appointment.slot_id)  # type: ignore[attr-defined]
     rule = await rule_for(hall_id=slot.hall_id, item_id=slot.item_id)  # type: ignore[attr-defined]
     now = clock.now()
-    opens = slot.starts_at - timedelta(minutes=rule.checkin_early_minutes)
-    closes = slot.starts_at + timedelta(minutes=rule.checkin_late_minutes)
+    opens, closes = checkin_window(starts_at=slot.starts_at, rule=rule)
     if not opens <= now <= closes:
         raise DomainError("booking.checkin_window", details={
             "from": opens.astimezone(SHANGHAI).isoformat(), "to": closes.astimezone(SHANGHAI).isoformat()})

@@ -445,6 +445,22 @@ async def set_rule(*, hall_id: int, item_code: str | None, values: dict[str, int
     return {"hall_id": hall_id, "item": item_code, **describe_rule(rule)}
 
 
+STATUS_LABELS = {
+    AppointmentStatus.BOOKED: "已预约，待签到",
+    AppointmentStatus.CHECKED_IN: "已签到",
+    AppointmentStatus.CANCELLED: "已取消",
+    AppointmentStatus.NO_SHOW: "未按时签到（爽约）",
+    AppointmentStatus.COMPLETED: "已办理",
+}
+
+
+def checkin_window(*, starts_at: datetime, rule: BookingRule) -> tuple[datetime, datetime]:
+    """When an appointment may be checked in: from `checkin_early_minutes` before its slot starts to
+    `checkin_late_minutes` after. Check-in enforces it and the appointment's QR page tells it."""
+    return (starts_at - timedelta(minutes=rule.checkin_early_minutes),
+            starts_at + timedelta(minutes=rule.checkin_late_minutes))
+
+
 async def public_progress(*, appointment_id: int) -> dict[str, Any]:
     """What the appointment's QR shows anyone who scans it: no personal data at all."""
     from backend.booking.models import QueueTicket
@@ -454,8 +470,16 @@ async def public_progress(*, appointment_id: int) -> dict[str, Any]:
         raise DomainError("qr.invalid")
     card = await describe(appointment)
     ticket = await QueueTicket.filter(appointment_id=appointment.id).first()
-    return {"kind": "appointment", "status": card["status"], "item": card["item"], "hall": card["hall"],
-            "starts_at": card["starts_at"], "ends_at": card["ends_at"], "ticket": ticket.code if ticket else None}
+    slot: Slot = appointment.slot
+    rule = await rule_for(hall_id=slot.hall_id, item_id=slot.item_id)  # type: ignore[attr-defined]
+    opens, closes = checkin_window(starts_at=slot.starts_at, rule=rule)
+    return {"kind": "appointment", "status": card["status"],
+            "status_label": STATUS_LABELS.get(appointment.status, appointment.status.value), "item": card["item"],
+            "hall": {**card["hall"], "address": appointment.hall.address},  # type: ignore[attr-defined]
+            "starts_at": card["starts_at"], "ends_at": card["ends_at"],
+            "checkin": {"opens_at": opens.astimezone(SHANGHAI).isoformat(),
+                        "closes_at": closes.astimezone(SHANGHAI).isoformat()},
+            "ticket": ticket.code if ticket else None}
 
 
 async def bar_summary(*, bar_id: int) -> dict[str, Any] | None:
