@@ -2,9 +2,11 @@
 
 Pages are server-rendered Jinja2 templates (through sanic-ext) with small plain JavaScript modules and
 no build step. They are clients of palmhall's own `/api/v1`: a page's HTML never carries personal data
-and never changes anything itself. Each audience keeps its pages beside its HTTP surface (`kiosks/pages.py`,
-`backend/counter/pages.py`, `backend/public/pages.py`); this module holds what they share: template
-lookup, static files with cache headers, and the security headers every page is sent with.
+and never changes anything itself. The one exception to "client of the API" is the page behind a scanned
+QR code (/q/{token}): it is rendered on the server from the same masked answer the public API gives, so
+it works on any phone without a round trip or JavaScript. Each audience keeps its pages beside its HTTP
+surface (`kiosks/pages.py`, `backend/counter/pages.py`, `backend/public/pages.py`); this module holds what
+they share: template lookup, static files with cache headers, and the security headers every page is sent with.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ STATIC_DIRS = {
     "web": HERE / "static",
     "kiosk": ROOT / "kiosks" / "static",
     "counter": ROOT / "backend" / "counter" / "static",
-    "board": ROOT / "backend" / "public" / "static",
+    "public": ROOT / "backend" / "public" / "static",
 }
 
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -143,10 +145,11 @@ async def static_file(request: Request, family: str, name: str) -> HTTPResponse:
     return raw(data, content_type=kind, headers=headers)
 
 
-async def page(request: Request, template: str, **context: Any) -> HTTPResponse:
+async def page(request: Request, template: str, *, status: int = 200, headers: dict[str, str] | None = None,
+               **context: Any) -> HTTPResponse:
     """Render one page with the headers every page carries."""
-    headers = {**PAGE_HEADERS, "Content-Security-Policy": csp()}
-    return await render(template, context=context, headers=headers, app=request.app)
+    headers = {**PAGE_HEADERS, "Content-Security-Policy": csp(), **(headers or {})}
+    return await render(template, status=status, context=context, headers=headers, app=request.app)
 
 
 def configure(app: Sanic) -> None:
@@ -161,5 +164,8 @@ def register(app: Sanic) -> None:
     env.globals["import_map"] = import_map
     app.blueprint(statics.copy(statics.name, with_registration=False))
     for module in PAGE_MODULES:
-        bp = importlib.import_module(module).bp
-        app.blueprint(bp.copy(bp.name, with_registration=False))
+        found = importlib.import_module(module)
+        app.blueprint(found.bp.copy(found.bp.name, with_registration=False))
+        # Routes that exist only when the settings ask for them (the platforms' domain check files).
+        if hasattr(found, "add_configured_routes"):
+            found.add_configured_routes(app)
