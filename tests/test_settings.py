@@ -207,6 +207,31 @@ def test_serve_passes_its_host_and_port_to_what_follows_them(tmp_path: Path, mon
     assert notify_url(made[0], "wechat").startswith("http://127.0.0.1:8101/")
 
 
+def test_the_development_fakes_are_reached_where_serve_binds(tmp_path: Path) -> None:
+    """With PORT=8101 on every interface, the clients and callbacks of the fakes this server mounts name
+    127.0.0.1:8101 (they named port 8000, or a wildcard address no client can call)."""
+    import uuid
+
+    from sanic import Sanic
+
+    from backend.app import create_app
+
+    s = Settings.from_env({"PLATFORM_FAKES": "true", "HOST": "0.0.0.0", "PORT": "8101",
+                           "SECRETS_FILE": str(tmp_path / "s.json")})
+    Sanic.test_mode = True
+    app = create_app(s, name=f"fakes_{uuid.uuid4().hex[:8]}")
+    try:
+        served = app.ctx.settings
+        base = "http://127.0.0.1:8101"
+        assert served.public_base_url == base and notify_url(served, "wechat").startswith(base + "/api/v1/")
+        assert (served.realname_api_base, served.sms_endpoint, served.hall_api_base, served.wechatpay_api_base) == (
+            f"{base}/_fakes/realname", f"{base}/_fakes/sms/", f"{base}/_fakes/hall", f"{base}/_fakes/wechatpay")
+        assert app.ctx.fakes["hall"].callback_url == f"{base}/api/v1/hall/callbacks"
+        assert app.ctx.fakes["sms"].report_url.startswith(f"{base}/api/v1/notifications/callbacks/sms?token=")
+    finally:
+        Sanic._app_registry.pop(app.name, None)
+
+
 # ---- the platforms' domain check files ------------------------------------------------------
 
 
