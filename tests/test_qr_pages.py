@@ -223,11 +223,6 @@ async def test_forged_and_unknown_tokens_answer_a_404_page_counted_against_the_a
     assert (r.status_code, r.json()["error"]["code"]) == (429, "rate_limited")
 
 
-async def test_the_platforms_check_files_are_404_when_not_configured(live: Live) -> None:
-    for path in ("/MP_verify_abc.txt", "/q/MP_verify_abc.txt", "/robots.txt"):
-        assert (await live.client.get(path)).status_code == 404, path
-
-
 class TestConfiguredCheckFiles:
     @pytest.fixture
     def settings_overrides(self) -> dict[str, Any]:
@@ -241,8 +236,21 @@ class TestConfiguredCheckFiles:
             r = await live.client.get(path)
             assert r.status_code == 200, path
             assert r.text == content and r.headers["content-type"].startswith("text/plain")
-        for path in ("/Xa9dK2mQ4z.TXT", "/Xa9dK2mQ4z", "/other.txt", "/q/other.txt"):
+        for path in ("/Xa9dK2mQ4z.TXT", "/Xa9dK2mQ4z", "/other.txt", "/q/other.txt", "/robots.txt"):
             assert (await live.client.get(path)).status_code == 404, path
+        # Not configured, not served: the same app made without the settings has no such route.
+        from sanic import Sanic
+
+        from backend.app import create_app
+
+        bare = create_app(live.app.ctx.settings.with_overrides(wechat_link_verify_file="", alipay_link_verify_file=""),
+                          name=f"bare_{uuid.uuid4().hex[:8]}")
+        try:
+            paths = {"/" + r.path for r in bare.router.routes}
+            assert "/q/<token:qr_token>" in paths
+            assert not {p for p in paths if p.endswith(".txt")}
+        finally:
+            Sanic._app_registry.pop(bare.name, None)
 
 
 # ---- QR links and payment notifications follow the port `serve` binds ---------------------
