@@ -342,7 +342,8 @@ async def test_a_closure_closes_the_hall_but_not_the_statutory_clock(orm: str, f
     before = await calendar.add_working_days(d("2026-03-02"), 3)
     closure = await calendar.set_closure(hall_id=hall.id, day=d("2026-03-04"), reason=" 系统升级  停办 ",
                                          actor_staff_id=7)
-    assert closure.as_dict() == {"hall_id": hall.id, "day": "2026-03-04", "reason": "系统升级 停办", "created_by": 7}
+    assert closure.as_dict() == {"hall_id": hall.id, "day": "2026-03-04", "reason": "系统升级 停办", "created_by": 7,
+                                 "whole_day": True, "periods": None}
     assert await calendar.hall_is_open(hall_id=hall.id, day=d("2026-03-04")) is False
     assert await calendar.opening_hours(hall_id=hall.id, day=d("2026-03-04")) == []
     assert await calendar.hall_is_open(hall_id=hall.id, day=d("2026-03-05")) is True
@@ -394,7 +395,8 @@ async def test_a_hall_admin_sets_lists_and_removes_closures(staff_api: httpx.Asy
     r = await staff_api.put(f"{path}/2026-03-10", json={"reason": "消防演练"}, headers=admin)
     assert r.status_code == 200, r.text
     staff_id = r.json()["created_by"]
-    assert r.json() == {"hall_id": hall.id, "day": "2026-03-10", "reason": "消防演练", "created_by": staff_id}
+    assert r.json() == {"hall_id": hall.id, "day": "2026-03-10", "reason": "消防演练", "created_by": staff_id,
+                        "whole_day": True, "periods": None, "cancelled_appointments": []}
     # Saying it again changes nothing and records nothing; a new reason is recorded.
     assert (await staff_api.put(f"{path}/2026-03-10", json={"reason": "消防演练"}, headers=admin)).status_code == 200
     r = await staff_api.put(f"{path}/2026-03-10", json={"reason": "消防演练（全天）"}, headers=admin)
@@ -405,7 +407,8 @@ async def test_a_hall_admin_sets_lists_and_removes_closures(staff_api: httpx.Asy
     r = await staff_api.get(path, params={"from": "2026-03-01", "to": "2026-03-31"}, headers=admin)
     assert r.status_code == 200
     assert r.json() == {"hall_id": hall.id, "from": "2026-03-01", "to": "2026-03-31", "closures": [
-        {"hall_id": hall.id, "day": "2026-03-10", "reason": "消防演练（全天）", "created_by": staff_id}]}
+        {"hall_id": hall.id, "day": "2026-03-10", "reason": "消防演练（全天）", "created_by": staff_id,
+         "whole_day": True, "periods": None}]}
     r = await staff_api.get(path, headers=admin)  # today (2 March 2026) onwards
     assert [c["day"] for c in r.json()["closures"]] == ["2026-03-10", "2026-04-20"]
 

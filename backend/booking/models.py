@@ -92,6 +92,9 @@ class Appointment(Model):
     idempotency_key = fields.CharField(max_length=100)
     request_hash = fields.CharField(max_length=64)
     cancelled_at = fields.DatetimeField(null=True)
+    # Who cancelled ("resident", or "hall" when a closure or new hours left the slot outside opening hours) and why.
+    cancelled_by = fields.CharField(max_length=8, null=True)
+    cancel_reason = fields.CharField(max_length=200, null=True)
     seat_released = fields.BooleanField(default=False)
     checked_in_at = fields.DatetimeField(null=True)
     no_show_at = fields.DatetimeField(null=True)

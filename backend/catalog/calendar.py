@@ -22,18 +22,21 @@ loaded by the operator's command in another process must count at once, everywhe
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import chinese_calendar
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 
 from backend import clock, db
 from backend.audit import service as audit
+from backend.catalog import hours
 from backend.catalog import service as catalog
-from backend.catalog.models import CalendarDay, CalendarYear, Hall, HallClosure, OpeningHours
+from backend.catalog.hours import Span
+from backend.catalog.models import CalendarDay, CalendarYear, Hall, HallClosure, HallSpecialHours, OpeningHours
 from backend.errors import DomainError, FieldErrors, register_codes
 from backend.jobs import outbox
 
@@ -41,12 +44,15 @@ register_codes({
     "calendar.year_unknown": (422, "该日期所在年度的法定节假日安排尚未发布，暂不能预约"),
     "calendar.file_invalid": (422, "节假日安排文件有误，请按提示逐项修改后重新导入"),
     "calendar.closure_not_found": (404, "该日没有设置闭厅"),
-    "calendar.closure_in_past": (422, "不能设置或取消已经过去的日期的闭厅"),
+    "calendar.closure_in_past": (422, "不能设置或取消已经过去的日期的闭厅或特殊办公时间"),
+    "calendar.special_hours_not_found": (404, "该日没有设置特殊办公时间"),
+    "calendar.weekday_invalid": (422, "星期应为0（星期一）至6（星期日）"),
 })
 
 # Outbox topics. `calendar.year_loaded` {"year"}: provisional due dates can be made final.
-# `calendar.closure_set` / `calendar.closure_removed` {"hall_id", "day", "reason"}: appointments on
-# that day may need telling.
+# `calendar.closure_set` {"hall_id", "day", "reason", "periods"} (periods null: the whole day) and
+# `calendar.closure_removed` {"hall_id", "day", "reason"}: the appointments a closure leaves out are cancelled in
+# its own transaction (backend.booking.hall_setup), each with its own `appointment.cancelled`.
 YEAR_LOADED = "calendar.year_loaded"
 CLOSURE_SET = "calendar.closure_set"
 CLOSURE_REMOVED = "calendar.closure_removed"
@@ -152,16 +158,18 @@ class OfficialCalendar:
         return n, provisional
 
 
-async def official_calendar(*, since: date | None = None, until: date | None = None) -> OfficialCalendar:
+async def official_calendar(*, since: date | None = None, until: date | None = None,
+                            using_db: BaseDBAsyncClient | None = None) -> OfficialCalendar:
     """The calendar as the database has it now; loaded exceptions only within [since, until].
 
     Use one for many computations in a batch; the module's functions each read a fresh one.
     """
-    years = frozenset(row.year for row in await CalendarYear.all().only("year"))
+    years = frozenset(row.year for row in await CalendarYear.all().using_db(using_db).only("year"))
     relevant = {y for y in years if (since is None or y >= since.year) and (until is None or y <= until.year)}
     days: dict[date, bool] = {}
     if relevant:
-        query = CalendarDay.filter(day__gte=date(min(relevant), 1, 1), day__lte=date(max(relevant), 12, 31))
+        query = CalendarDay.filter(day__gte=date(min(relevant), 1, 1),
+                                   day__lte=date(max(relevant), 12, 31)).using_db(using_db)
         for day, is_workday in await query.values_list("day", "is_workday"):
             if day.year in relevant:
                 days[day] = bool(is_workday)
@@ -176,9 +184,9 @@ async def year_known(year: int) -> bool:
     return year in LIBRARY_YEARS or await CalendarYear.filter(year=year).exists()
 
 
-async def is_official_workday(d: date) -> bool:
+async def is_official_workday(d: date, *, using_db: BaseDBAsyncClient | None = None) -> bool:
     """Whether `d` is an official workday; refuses (`calendar.year_unknown`) a year nobody knows."""
-    workday = (await official_calendar(since=d, until=d)).is_workday(d)
+    workday = (await official_calendar(since=d, until=d, using_db=using_db)).is_workday(d)
     if workday is None:
         raise DomainError("calendar.year_unknown", details={"year": d.year})
     return workday
@@ -196,7 +204,12 @@ async def working_days_between(start: date, end: date) -> tuple[int, bool]:
     return (await official_calendar(since=start, until=end)).between(start, end)
 
 
-# ---- halls: opening days and closures -------------------------------------------------------
+# ---- halls: weekly hours, special hours and closures ----------------------------------------
+#
+# A hall's day, in order: special hours set for that date replace everything else (an empty list closes it);
+# otherwise an official workday has the weekly hours of its weekday (a 调休 Saturday or Sunday without hours of
+# its own works as a Monday), and any other day is closed; then a closure takes the whole day away, or the parts
+# of it that it names. A hall that is not active is closed every day.
 
 
 def _wall_time(t: Any) -> time:
@@ -209,30 +222,8 @@ def _wall_time(t: Any) -> time:
     return t.replace(tzinfo=None)
 
 
-async def opening_hours(*, hall_id: int, day: date) -> list[tuple[time, time]]:
-    """The hall's sessions on `day` (Asia/Shanghai wall-clock, earliest first); empty when closed.
-
-    Open means: an official workday (an unknown year is refused with `calendar.year_unknown`),
-    the hall active and not closed by its admin, and hours set for that weekday. A 调休 make-up
-    Saturday or Sunday without hours of its own is served with the hall's Monday hours.
-    """
-    hall = await Hall.get_or_none(id=hall_id)
-    if hall is None:
-        raise DomainError("catalog.hall_not_found", details={"hall_id": hall_id})
-    if not await is_official_workday(day) or not hall.active:
-        return []
-    if await HallClosure.filter(hall_id=hall_id, day=day).exists():
-        return []
-    rows = await OpeningHours.filter(hall_id=hall_id, weekday=day.weekday()).values_list("opens", "closes")
-    if not rows and day.weekday() >= 5:
-        # An official workday on a weekend is a make-up day (调休): it works as a Monday does.
-        rows = await OpeningHours.filter(hall_id=hall_id, weekday=0).values_list("opens", "closes")
-    return sorted((_wall_time(opens), _wall_time(closes)) for opens, closes in rows)
-
-
-async def hall_is_open(*, hall_id: int, day: date) -> bool:
-    """Whether the hall serves on `day` (same rules as `opening_hours`)."""
-    return bool(await opening_hours(hall_id=hall_id, day=day))
+def _periods_out(spans: Iterable[Span], keys: tuple[str, str]) -> list[dict[str, str]]:
+    return [{keys[0]: hours.hhmm(s.start), keys[1]: hours.hhmm(s.end)} for s in spans]
 
 
 @dataclass(frozen=True)
@@ -241,21 +232,141 @@ class Closure:
     day: date
     reason: str
     created_by: int | None
+    # The closed parts of the day, earliest first; None: the whole day.
+    periods: tuple[Span, ...] | None = None
+
+    @property
+    def whole_day(self) -> bool:
+        return self.periods is None
 
     def as_dict(self) -> dict[str, Any]:
         return {"hall_id": self.hall_id, "day": self.day.isoformat(), "reason": self.reason,
-                "created_by": self.created_by}
+                "created_by": self.created_by, "whole_day": self.whole_day,
+                "periods": None if self.periods is None else _periods_out(self.periods, ("start", "end"))}
+
+
+@dataclass(frozen=True)
+class SpecialHours:
+    hall_id: int
+    day: date
+    reason: str
+    created_by: int | None
+    periods: tuple[Span, ...]  # empty: closed that day
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"hall_id": self.hall_id, "day": self.day.isoformat(), "reason": self.reason,
+                "created_by": self.created_by, "closed": not self.periods,
+                "periods": _periods_out(self.periods, ("opens", "closes"))}
+
+
+@dataclass(frozen=True)
+class DaySchedule:
+    """One day of a hall as bookings, tickets and no-shows see it."""
+
+    hall_id: int
+    day: date
+    periods: tuple[Span, ...]  # when the hall serves, everything applied; empty: closed
+    weekly: tuple[Span, ...]  # the weekly hours that would apply to this date
+    workday: bool | None  # the official calendar's answer; None for a year nobody knows
+    active: bool
+    special: SpecialHours | None
+    closure: Closure | None
+
+    def why_closed(self) -> str:
+        """Why the hall is closed that day, or at the times it is (for a person, in Chinese)."""
+        if not self.active:
+            return "服务大厅已停用"
+        if self.closure is not None:
+            return f"大厅闭厅：{self.closure.reason}"
+        if self.special is not None:
+            return f"大厅调整办公时间：{self.special.reason}"
+        if self.workday is False:
+            return "法定节假日或休息日"
+        return "大厅该时段不办公"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"hall_id": self.hall_id, "day": self.day.isoformat(), "weekday": self.day.weekday(),
+                "weekday_label": WEEKDAY_ZH[self.day.weekday()], "official_workday": self.workday,
+                "open": bool(self.periods), "periods": _periods_out(self.periods, ("opens", "closes")),
+                "weekly_periods": _periods_out(self.weekly, ("opens", "closes")),
+                "special_hours": self.special.as_dict() if self.special else None,
+                "closure": self.closure.as_dict() if self.closure else None,
+                "closed_reason": None if self.periods and self.closure is None and self.special is None
+                else self.why_closed()}
 
 
 def _closure(row: HallClosure) -> Closure:
     return Closure(hall_id=row.hall_id, day=row.day, reason=row.reason,  # type: ignore[attr-defined]
-                   created_by=row.created_by)
+                   created_by=row.created_by,
+                   periods=None if row.periods is None else tuple(hours.from_stored(row.periods)))
 
 
-def _clean_reason(reason: str) -> str:
+def _special(row: HallSpecialHours) -> SpecialHours:
+    return SpecialHours(hall_id=row.hall_id, day=row.day, reason=row.reason,  # type: ignore[attr-defined]
+                        created_by=row.created_by, periods=tuple(hours.from_stored(row.periods)))
+
+
+async def weekly_hours(*, hall_id: int, using_db: BaseDBAsyncClient | None = None) -> dict[int, list[Span]]:
+    """The hall's periods of each weekday (0 = Monday) that has any, earliest first."""
+    week: dict[int, list[Span]] = {}
+    rows = await OpeningHours.filter(hall_id=hall_id).using_db(using_db).values_list("weekday", "opens", "closes")
+    for weekday, opens, closes in rows:
+        week.setdefault(int(weekday), []).append(Span(_wall_time(opens), _wall_time(closes)))
+    return {d: sorted(spans) for d, spans in sorted(week.items())}
+
+
+async def day_schedule(*, hall_id: int, day: date, using_db: BaseDBAsyncClient | None = None) -> DaySchedule:
+    """The hall's day (see the rules above); a date of a year nobody knows is refused (`calendar.year_unknown`)
+    unless the hall set special hours for it."""
+    hall = await Hall.filter(id=hall_id).using_db(using_db).first()
+    if hall is None:
+        raise DomainError("catalog.hall_not_found", details={"hall_id": hall_id})
+    special_row = await HallSpecialHours.filter(hall_id=hall_id, day=day).using_db(using_db).first()
+    closure_row = await HallClosure.filter(hall_id=hall_id, day=day).using_db(using_db).first()
+    special = _special(special_row) if special_row is not None else None
+    closure = _closure(closure_row) if closure_row is not None else None
+    workday = (await official_calendar(since=day, until=day, using_db=using_db)).is_workday(day)
+    week = await weekly_hours(hall_id=hall_id, using_db=using_db)
+    weekly = week.get(day.weekday(), [])
+    if not weekly and day.weekday() >= 5 and workday:
+        # An official workday on a weekend is a make-up day (调休): it works as a Monday does.
+        weekly = week.get(0, [])
+    periods: list[Span]
+    if not hall.active:
+        periods = []
+    elif special is not None:
+        periods = list(special.periods)
+    elif workday is None:
+        raise DomainError("calendar.year_unknown", details={"year": day.year})
+    else:
+        periods = list(weekly) if workday else []
+    if closure is not None:
+        periods = [] if closure.periods is None else hours.subtract(periods, closure.periods)
+    return DaySchedule(hall_id=hall_id, day=day, periods=tuple(periods), weekly=tuple(weekly), workday=workday,
+                       active=hall.active, special=special, closure=closure)
+
+
+async def opening_hours(*, hall_id: int, day: date,
+                        using_db: BaseDBAsyncClient | None = None) -> list[tuple[time, time]]:
+    """The hall's sessions on `day` (Asia/Shanghai wall-clock, earliest first); empty when closed.
+
+    Open means: special hours set for that date, or else an official workday (an unknown year is refused with
+    `calendar.year_unknown`) with hours set for its weekday (a 调休 make-up Saturday or Sunday without hours of
+    its own is served with the hall's Monday hours); the hall active; and the times not closed by its admin.
+    """
+    schedule = await day_schedule(hall_id=hall_id, day=day, using_db=using_db)
+    return [(s.start, s.end) for s in schedule.periods]
+
+
+async def hall_is_open(*, hall_id: int, day: date) -> bool:
+    """Whether the hall serves at all on `day` (same rules as `opening_hours`)."""
+    return bool(await opening_hours(hall_id=hall_id, day=day))
+
+
+def _clean_reason(reason: str, what: str = "闭厅原因") -> str:
     text = " ".join(reason.split())
     if not 1 <= len(text) <= 200:
-        raise FieldErrors([{"field": "reason", "code": "reason.length", "message": "闭厅原因应为1至200个字"}])
+        raise FieldErrors([{"field": "reason", "code": "reason.length", "message": f"{what}应为1至200个字"}])
     return text
 
 
@@ -266,33 +377,29 @@ def _not_past(day: date) -> None:
         raise DomainError("calendar.closure_in_past", details={"day": day.isoformat(), "today": now.isoformat()})
 
 
-async def set_closure(*, hall_id: int, day: date, reason: str, actor_staff_id: int) -> Closure:
-    """Close the hall on `day` (or change the reason); audited, and announced to the outbox.
+def _actor(actor_staff_id: int | None, operator: str) -> tuple[str, str | int]:
+    """Who changed a hall's days: a staff member through the API, else the operator (`cli`, `demo`)."""
+    return ("staff", actor_staff_id) if actor_staff_id is not None else ("operator", operator)
 
-    Setting the same reason again changes nothing and records nothing.
+
+async def set_closure(*, hall_id: int, day: date, reason: str, actor_staff_id: int | None,
+                      periods: Sequence[Span] | None = None, using_db: BaseDBAsyncClient | None = None,
+                      operator: str = "cli") -> Closure:
+    """Close the hall on `day`, or only the given parts of it (or change the reason or the parts); audited, and
+    announced to the outbox. Setting the same closure again changes nothing and records nothing.
+
+    With `using_db` the caller's transaction holds the change (and must keep other writers of the hall's days
+    out: `backend.booking.hall_setup` does, and cancels the appointments the closure leaves out).
     """
     reason = _clean_reason(reason)
     _not_past(day)
-    await catalog.get_hall(hall_id=hall_id)
+    spans = tuple(hours.check_day(periods)) if periods else None
+    if using_db is not None:
+        return await _set_closure(using_db, hall_id, day, reason, spans, actor_staff_id, operator)
     for attempt in range(2):
         try:
             async with db.transaction() as tx:
-                row = await HallClosure.filter(hall_id=hall_id, day=day).using_db(tx).select_for_update().first()
-                if row is not None and row.reason == reason:
-                    return _closure(row)
-                previous = row.reason if row is not None else None
-                if row is None:
-                    row = await HallClosure.create(hall_id=hall_id, day=day, reason=reason,
-                                                   created_by=actor_staff_id, using_db=tx)
-                else:
-                    row.reason, row.created_by = reason, actor_staff_id
-                    await row.save(using_db=tx, update_fields=["reason", "created_by"])
-                await audit.record(using_db=tx, actor_kind="staff", actor_id=actor_staff_id,
-                                   action="hall.closure_set", target_kind="hall", target_id=hall_id,
-                                   details={"day": day.isoformat(), "reason": reason, "previous_reason": previous})
-                await outbox.emit(CLOSURE_SET, {"hall_id": hall_id, "day": day.isoformat(), "reason": reason},
-                                  using_db=tx, ordering_key=f"hall:{hall_id}")
-                return _closure(row)
+                return await _set_closure(tx, hall_id, day, reason, spans, actor_staff_id, operator)
         except IntegrityError:
             # Two admins closed the same day at once: the other one's row now exists, update it.
             if attempt:
@@ -300,19 +407,56 @@ async def set_closure(*, hall_id: int, day: date, reason: str, actor_staff_id: i
     raise AssertionError("unreachable")
 
 
-async def remove_closure(*, hall_id: int, day: date, actor_staff_id: int) -> None:
-    """Open the hall again on `day`; audited, and announced to the outbox."""
+async def _set_closure(tx: BaseDBAsyncClient, hall_id: int, day: date, reason: str,
+                       spans: tuple[Span, ...] | None, actor_staff_id: int | None, operator: str) -> Closure:
+    await catalog.get_hall(hall_id=hall_id, using_db=tx)
+    stored = None if spans is None else hours.to_stored(spans)
+    row = await HallClosure.filter(hall_id=hall_id, day=day).using_db(tx).select_for_update().first()
+    if row is not None and row.reason == reason and row.periods == stored:
+        return _closure(row)
+    previous = row.reason if row is not None else None
+    previous_periods = row.periods if row is not None else None
+    if row is None:
+        row = await HallClosure.create(hall_id=hall_id, day=day, reason=reason, periods=stored,
+                                       created_by=actor_staff_id, using_db=tx)
+    else:
+        row.reason, row.periods, row.created_by = reason, stored, actor_staff_id
+        await row.save(using_db=tx, update_fields=["reason", "periods", "created_by"])
+    details: dict[str, Any] = {"day": day.isoformat(), "reason": reason, "previous_reason": previous}
+    if stored is not None or previous_periods is not None:
+        details.update(periods=stored, previous_periods=previous_periods)
+    actor_kind, actor_id = _actor(actor_staff_id, operator)
+    await audit.record(using_db=tx, actor_kind=actor_kind, actor_id=actor_id, action="hall.closure_set",
+                       target_kind="hall", target_id=hall_id, details=details)
+    await outbox.emit(CLOSURE_SET, {"hall_id": hall_id, "day": day.isoformat(), "reason": reason, "periods": stored},
+                      using_db=tx, ordering_key=f"hall:{hall_id}")
+    return _closure(row)
+
+
+async def remove_closure(*, hall_id: int, day: date, actor_staff_id: int | None,
+                         using_db: BaseDBAsyncClient | None = None, operator: str = "cli") -> Closure:
+    """Open the hall again on `day` (appointments the closure cancelled stay cancelled); audited, and announced to
+    the outbox."""
     _not_past(day)
+    if using_db is not None:
+        return await _remove_closure(using_db, hall_id, day, actor_staff_id, operator)
     async with db.transaction() as tx:
-        row = await HallClosure.filter(hall_id=hall_id, day=day).using_db(tx).select_for_update().first()
-        if row is None:
-            raise DomainError("calendar.closure_not_found", details={"hall_id": hall_id, "day": day.isoformat()})
-        await HallClosure.filter(id=row.id).using_db(tx).delete()
-        await audit.record(using_db=tx, actor_kind="staff", actor_id=actor_staff_id,
-                           action="hall.closure_removed", target_kind="hall", target_id=hall_id,
-                           details={"day": day.isoformat(), "reason": row.reason})
-        await outbox.emit(CLOSURE_REMOVED, {"hall_id": hall_id, "day": day.isoformat(), "reason": row.reason},
-                          using_db=tx, ordering_key=f"hall:{hall_id}")
+        return await _remove_closure(tx, hall_id, day, actor_staff_id, operator)
+
+
+async def _remove_closure(tx: BaseDBAsyncClient, hall_id: int, day: date, actor_staff_id: int | None,
+                          operator: str) -> Closure:
+    row = await HallClosure.filter(hall_id=hall_id, day=day).using_db(tx).select_for_update().first()
+    if row is None:
+        raise DomainError("calendar.closure_not_found", details={"hall_id": hall_id, "day": day.isoformat()})
+    await HallClosure.filter(id=row.id).using_db(tx).delete()
+    actor_kind, actor_id = _actor(actor_staff_id, operator)
+    await audit.record(using_db=tx, actor_kind=actor_kind, actor_id=actor_id,
+                       action="hall.closure_removed", target_kind="hall", target_id=hall_id,
+                       details={"day": day.isoformat(), "reason": row.reason})
+    await outbox.emit(CLOSURE_REMOVED, {"hall_id": hall_id, "day": day.isoformat(), "reason": row.reason},
+                      using_db=tx, ordering_key=f"hall:{hall_id}")
+    return _closure(row)
 
 
 async def list_closures(*, hall_id: int, start: date, end: date) -> list[Closure]:
@@ -320,6 +464,85 @@ async def list_closures(*, hall_id: int, start: date, end: date) -> list[Closure
     await catalog.get_hall(hall_id=hall_id)
     rows = await HallClosure.filter(hall_id=hall_id, day__gte=start, day__lte=end).order_by("day")
     return [_closure(r) for r in rows]
+
+
+async def set_special_hours(*, hall_id: int, day: date, periods: Sequence[Span], reason: str,
+                            actor_staff_id: int | None, using_db: BaseDBAsyncClient,
+                            operator: str = "cli") -> SpecialHours:
+    """The hall's hours on `day` only, in place of its weekly hours (no periods: closed); audited. In the
+    caller's transaction (`backend.booking.hall_setup` cancels the appointments the new hours leave out)."""
+    reason = _clean_reason(reason, "调整原因")
+    _not_past(day)
+    spans = hours.check_day(periods)
+    stored = hours.to_stored(spans)
+    await catalog.get_hall(hall_id=hall_id, using_db=using_db)
+    row = await HallSpecialHours.filter(hall_id=hall_id, day=day).using_db(using_db).select_for_update().first()
+    if row is not None and row.reason == reason and row.periods == stored:
+        return _special(row)
+    before = {"periods": row.periods, "reason": row.reason} if row is not None else None
+    if row is None:
+        row = await HallSpecialHours.create(hall_id=hall_id, day=day, periods=stored, reason=reason,
+                                            created_by=actor_staff_id, using_db=using_db)
+    else:
+        row.periods, row.reason, row.created_by = stored, reason, actor_staff_id
+        await row.save(using_db=using_db, update_fields=["periods", "reason", "created_by"])
+    actor_kind, actor_id = _actor(actor_staff_id, operator)
+    await audit.record(using_db=using_db, actor_kind=actor_kind, actor_id=actor_id,
+                       action="hall.special_hours_set", target_kind="hall", target_id=hall_id,
+                       details={"day": day.isoformat(), "periods": stored, "reason": reason, "before": before})
+    return _special(row)
+
+
+async def remove_special_hours(*, hall_id: int, day: date, actor_staff_id: int | None,
+                               using_db: BaseDBAsyncClient, operator: str = "cli") -> SpecialHours:
+    """Back to the weekly hours on `day`; audited."""
+    _not_past(day)
+    row = await HallSpecialHours.filter(hall_id=hall_id, day=day).using_db(using_db).select_for_update().first()
+    if row is None:
+        raise DomainError("calendar.special_hours_not_found", details={"hall_id": hall_id, "day": day.isoformat()})
+    await HallSpecialHours.filter(id=row.id).using_db(using_db).delete()
+    actor_kind, actor_id = _actor(actor_staff_id, operator)
+    await audit.record(using_db=using_db, actor_kind=actor_kind, actor_id=actor_id,
+                       action="hall.special_hours_removed", target_kind="hall", target_id=hall_id,
+                       details={"day": day.isoformat(), "periods": row.periods, "reason": row.reason})
+    return _special(row)
+
+
+async def list_special_hours(*, hall_id: int, start: date, end: date) -> list[SpecialHours]:
+    """The hall's special hours in [start, end], earliest first."""
+    await catalog.get_hall(hall_id=hall_id)
+    rows = await HallSpecialHours.filter(hall_id=hall_id, day__gte=start, day__lte=end).order_by("day")
+    return [_special(r) for r in rows]
+
+
+def _week_stored(week: Mapping[int, Sequence[Span]]) -> dict[str, list[list[str]]]:
+    return {str(d): hours.to_stored(spans) for d, spans in sorted(week.items()) if spans}
+
+
+async def set_weekly_hours(*, hall_id: int, week: Mapping[int, Sequence[Span]], actor_staff_id: int | None,
+                           using_db: BaseDBAsyncClient, operator: str = "cli") -> dict[int, list[Span]]:
+    """Replace the hall's weekly hours (weekdays not given are closed); audited when anything changes. In the
+    caller's transaction (`backend.booking.hall_setup` cancels the appointments the new hours leave out)."""
+    await catalog.get_hall(hall_id=hall_id, using_db=using_db)
+    checked: dict[int, list[Span]] = {}
+    for weekday, spans in week.items():
+        if not 0 <= weekday <= 6:
+            raise DomainError("calendar.weekday_invalid", details={"weekday": weekday})
+        if spans:
+            checked[weekday] = hours.check_day(spans)
+    before = await weekly_hours(hall_id=hall_id, using_db=using_db)
+    if before == checked:
+        return before
+    await OpeningHours.filter(hall_id=hall_id).using_db(using_db).delete()
+    rows = [OpeningHours(hall_id=hall_id, weekday=d, opens=s.start, closes=s.end)
+            for d, spans in sorted(checked.items()) for s in spans]
+    if rows:
+        await OpeningHours.bulk_create(rows, using_db=using_db)
+    actor_kind, actor_id = _actor(actor_staff_id, operator)
+    await audit.record(using_db=using_db, actor_kind=actor_kind, actor_id=actor_id, action="hall.hours_set",
+                       target_kind="hall", target_id=hall_id,
+                       details={"before": _week_stored(before), "after": _week_stored(checked)})
+    return checked
 
 
 # ---- loading a year's official arrangement --------------------------------------------------

@@ -62,7 +62,7 @@ class OpeningHours(Model):
 
 
 class HallClosure(Model):
-    """A hall's own closed day, set by its admin (does not stop statutory clocks)."""
+    """A hall's own closed day or part of a day, set by its admin (does not stop statutory clocks)."""
 
     id = fields.IntField(primary_key=True)
     hall: fields.ForeignKeyRelation[Hall] = fields.ForeignKeyField(
@@ -70,10 +70,30 @@ class HallClosure(Model):
     )
     day = fields.DateField()
     reason = fields.CharField(max_length=200)
+    # The closed parts of the day, [["14:00", "17:00"], ...] (Asia/Shanghai); null: the whole day.
+    periods: fields.Field = fields.JSONField(null=True)
     created_by = fields.IntField(null=True)
 
     class Meta:
         table = "hall_closure"
+        unique_together = (("hall", "day"),)
+
+
+class HallSpecialHours(Model):
+    """A hall's own hours for one date, in place of its weekly hours that day (shorter, or none at all)."""
+
+    id = fields.IntField(primary_key=True)
+    hall: fields.ForeignKeyRelation[Hall] = fields.ForeignKeyField(
+        "palmhall.Hall", related_name="special_hours", on_delete=fields.CASCADE
+    )
+    day = fields.DateField()
+    # [["09:00", "12:00"], ...] (Asia/Shanghai); an empty list closes the day.
+    periods: fields.Field = fields.JSONField(default=list)
+    reason = fields.CharField(max_length=200)
+    created_by = fields.IntField(null=True)
+
+    class Meta:
+        table = "hall_special_hours"
         unique_together = (("hall", "day"),)
 
 

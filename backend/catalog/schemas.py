@@ -23,15 +23,18 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from datetime import date
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from backend import clock
 from backend.bounds import Day, Id32, Input
+from backend.catalog import hours
 from backend.catalog.codes import validate_item_code
+from backend.catalog.hours import Span
 from backend.catalog.models import SubjectType
 from backend.errors import InvalidValue
 
@@ -397,3 +400,204 @@ class GuideQuery(Input):
     model_config = ConfigDict(extra="ignore")
 
     version: Id32 | None = Field(default=None, description="版本号，缺省为当前版本")
+
+
+# ---- setting a hall up (staff API and `palmhall hall`) ----------------------------------------
+
+_QUEUE_GROUP = re.compile(r"^[A-Z]$")
+
+
+def validate_region(value: str) -> str:
+    """A GB/T 2260 county code, or one plus the GB/T 10114 township digits: ASCII digits only (it starts every
+    case number), and a county the region table knows."""
+    from backend.identity import regions
+
+    code = unicodedata.normalize("NFKC", value).strip()
+    if not re.fullmatch(r"[0-9]{6}(?:[0-9]{3})?", code):
+        raise InvalidValue("hall.region_format", "区划代码应为6位（县级）或9位（乡镇级）数字")
+    if not regions.is_known(code[:6]):
+        raise InvalidValue("hall.region_unknown", "区划代码的前6位不是有效的县级以上行政区划代码（GB/T 2260）")
+    return code
+
+
+def validate_hall_code(value: str) -> str:
+    if not _HALL_CODE.match(value):
+        raise InvalidValue("hall.code_format", "大厅编码只能包含字母、数字、下划线和短横线，最长32位，如 HX-02")
+    return value
+
+
+def validate_groups(value: list[str]) -> list[str]:
+    """Queue group letters, upper-cased, each once, in order."""
+    letters = [g.strip().upper() for g in value]
+    bad = [g for g in letters if not _QUEUE_GROUP.match(g)]
+    if bad:
+        raise InvalidValue("counter.group", f"业务类别应为一个英文字母，如 A：{'、'.join(bad)}")
+    return sorted(set(letters))
+
+
+class HallIn(_In):
+    """A new hall (admins only)."""
+
+    code: str = Field(min_length=1, max_length=32, description="大厅编码，如 HX-02（用于命令行和二维码）")
+    name: str = Field(min_length=1, max_length=100, description="大厅名称")
+    region_code: str = Field(min_length=6, max_length=9, description="区划代码：6位县级或9位乡镇级")
+    address: str = Field(default="", max_length=200, description="地址")
+
+    @field_validator("code")
+    @classmethod
+    def _code(cls, v: str) -> str:
+        return validate_hall_code(v)
+
+    @field_validator("region_code")
+    @classmethod
+    def _region(cls, v: str) -> str:
+        return validate_region(v)
+
+
+class HallChange(_In):
+    """A hall's name, address or region code; fields not given keep their values."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    address: str | None = Field(default=None, max_length=200)
+    region_code: str | None = Field(default=None, min_length=6, max_length=9,
+                                    description="区划代码（仅系统管理员可改；此后新办件的编号随之改变）")
+
+    @field_validator("region_code")
+    @classmethod
+    def _region(cls, v: str | None) -> str | None:
+        return None if v is None else validate_region(v)
+
+
+class CounterIn(_In):
+    """A new counter (窗口) and what it serves: queue groups, or items (which stand for their queue groups)."""
+
+    number: int = Field(ge=1, le=999, description="窗口号，叫号时播报“N号窗口”，本厅内唯一")
+    name: str = Field(min_length=1, max_length=64, description="窗口名称，如“综合受理1号窗口”")
+    groups: list[str] = Field(default_factory=list, max_length=26,
+                              description="办理的业务类别（取号字母），如 [\"A\", \"B\"]")
+    items: list[str] = Field(default_factory=list, max_length=500,
+                             description="办理的事项编码（本厅开办的），按其取号字母并入 groups")
+
+    @field_validator("groups")
+    @classmethod
+    def _groups(cls, v: list[str]) -> list[str]:
+        return validate_groups(v)
+
+
+class CounterChange(_In):
+    """Rename, renumber, change what it serves, close (active=false) or reopen a counter; fields not given keep
+    their values. `groups` or `items` given replace what the counter serves."""
+
+    number: int | None = Field(default=None, ge=1, le=999)
+    name: str | None = Field(default=None, min_length=1, max_length=64)
+    groups: list[str] | None = Field(default=None, max_length=26)
+    items: list[str] | None = Field(default=None, max_length=500)
+    active: bool | None = Field(default=None, description="false 关闭窗口（不再叫号、不再显示），true 重新启用")
+
+    @field_validator("groups")
+    @classmethod
+    def _groups(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else validate_groups(v)
+
+
+class HallItemsIn(_In):
+    """The items the hall offers: the whole list (items left out are no longer offered here)."""
+
+    items: list[str] = Field(max_length=500, description="事项编码（实施编码）列表")
+
+
+class PeriodIn(_In):
+    """One opening period of a day, Asia/Shanghai time, e.g. 09:00–12:00."""
+
+    opens: str = Field(max_length=5, description="开始时间 HH:MM")
+    closes: str = Field(max_length=5, description="结束时间 HH:MM，晚于开始时间")
+
+    @model_validator(mode="after")
+    def _span(self) -> PeriodIn:
+        hours.span(self.opens, self.closes)  # refuses either time, or closing before opening, in Chinese
+        return self
+
+    def span(self) -> Span:
+        return hours.span(self.opens, self.closes)
+
+
+def _day_periods(v: list[PeriodIn]) -> list[PeriodIn]:
+    hours.check_day(p.span() for p in v)  # overlapping periods, too many of them
+    return v
+
+
+class DayHoursIn(_In):
+    weekday: int = Field(ge=0, le=6, description="0 = 星期一 … 6 = 星期日")
+    periods: list[PeriodIn] = Field(max_length=6, description="当天的办公时段，如上午、下午各一段（午休不列）")
+
+    @field_validator("periods")
+    @classmethod
+    def _periods(cls, v: list[PeriodIn]) -> list[PeriodIn]:
+        return _day_periods(v)
+
+
+class WeekIn(_In):
+    """The hall's weekly hours: every weekday it opens, with its periods; weekdays not listed are closed.
+    Official holidays close the hall whatever the week says; a 调休 Saturday or Sunday without hours of its own
+    works as a Monday."""
+
+    days: list[DayHoursIn] = Field(max_length=7)
+
+    @field_validator("days")
+    @classmethod
+    def _once_each(cls, v: list[DayHoursIn]) -> list[DayHoursIn]:
+        seen = [d.weekday for d in v]
+        twice = sorted({w for w in seen if seen.count(w) > 1})
+        if twice:
+            raise InvalidValue("hours.duplicate_weekday",
+                               f"{'、'.join(WEEKDAY_LABELS[w] for w in twice)}重复出现，每个星期几只能列一次")
+        return v
+
+    def week(self) -> dict[int, list[Span]]:
+        return {d.weekday: [p.span() for p in d.periods] for d in self.days}
+
+
+class SpecialHoursIn(_In):
+    """The hall's hours on one date in place of its weekly hours: shorter hours, or none (closed that day)."""
+
+    periods: list[PeriodIn] = Field(max_length=6, description="当天的办公时段；空列表表示当天不办公")
+    reason: str = Field(min_length=1, max_length=200, description="调整原因，如“下午参加防汛演练”")
+
+    @field_validator("periods")
+    @classmethod
+    def _periods(cls, v: list[PeriodIn]) -> list[PeriodIn]:
+        return _day_periods(v)
+
+
+class ClosedPeriodIn(_In):
+    """A closed part of a day, e.g. 14:00–17:00."""
+
+    start: str = Field(max_length=5, description="闭厅开始时间 HH:MM")
+    end: str = Field(max_length=5, description="闭厅结束时间 HH:MM，晚于开始时间")
+
+    @model_validator(mode="after")
+    def _span(self) -> ClosedPeriodIn:
+        hours.span(self.start, self.end)
+        return self
+
+    def span(self) -> Span:
+        return hours.span(self.start, self.end)
+
+
+class ClosureIn(_In):
+    """Close the hall for the whole day, or (with `periods`) for parts of it."""
+
+    reason: str = Field(min_length=1, max_length=200, description="闭厅原因，如“系统升级停办”")
+    periods: list[ClosedPeriodIn] | None = Field(
+        default=None, max_length=6,
+        description="只闭厅一天中的这些时段，如 [{\"start\": \"14:00\", \"end\": \"17:00\"}]；缺省为全天闭厅")
+
+    @field_validator("periods")
+    @classmethod
+    def _periods(cls, v: list[ClosedPeriodIn] | None) -> list[ClosedPeriodIn] | None:
+        if v is not None:
+            hours.check_day(p.span() for p in v)
+        return v or None
+
+    def spans(self) -> list[Span] | None:
+        return None if self.periods is None else [p.span() for p in self.periods]

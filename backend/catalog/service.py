@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
-import unicodedata
 from typing import Any, Literal
 
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 
 from backend import db
@@ -33,20 +32,21 @@ from backend.catalog.schemas import (
     Period,
     fen_display,
     today,
+    validate_hall_code,
+    validate_region,
 )
 from backend.errors import DomainError, FieldErrors, register_codes
-from backend.identity import regions
 
 register_codes({
     "catalog.hall_not_found": (404, "未找到该服务大厅"),
+    "catalog.counter_number_taken": (409, "本厅已有这个号码的窗口"),
+    "catalog.counter_serves_nothing": (422, "窗口应至少办理一个业务类别或事项"),
     "catalog.hall_exists": (409, "该服务大厅编码已存在"),
     "catalog.counter_not_found": (404, "该服务大厅没有这个窗口"),
     "catalog.item_not_found": (404, "未找到该事项"),
     "catalog.version_not_found": (404, "该事项没有这个版本的办事指南"),
     "catalog.item_inactive": (409, "该事项已停止办理"),
 })
-
-_REGION = re.compile(r"[0-9]{6}(?:[0-9]{3})?")  # ASCII digits only: the code starts every case number
 
 Outcome = Literal["added", "changed", "unchanged"]
 
@@ -59,8 +59,10 @@ CONTENT_FIELDS = (
 ITEM_FIELDS = ("keywords", "queue_group", "active")
 
 
-async def get_hall(*, code: str | None = None, hall_id: int | None = None) -> Hall:
-    hall = await (Hall.get_or_none(code=code) if code is not None else Hall.get_or_none(id=hall_id))
+async def get_hall(*, code: str | None = None, hall_id: int | None = None,
+                   using_db: BaseDBAsyncClient | None = None) -> Hall:
+    query = Hall.filter(code=code) if code is not None else Hall.filter(id=hall_id)
+    hall = await query.using_db(using_db).first()
     if hall is None:
         raise DomainError("catalog.hall_not_found")
     return hall
@@ -75,16 +77,67 @@ async def hall_counter(*, counter_id: int, hall_id: int) -> Counter:
 
 
 async def create_hall(*, code: str, name: str, region_code: str, address: str = "",
-                      using_db: BaseDBAsyncClient | None = None) -> Hall:
-    region_code = unicodedata.normalize("NFKC", region_code).strip()
-    if not _REGION.fullmatch(region_code):
-        raise ValueError("区划代码应为6位（县级）或9位（乡镇级）数字")
-    if not regions.is_known(region_code[:6]):
-        raise ValueError("区划代码的前6位不是有效的县级以上行政区划代码（GB/T 2260）")
-    if await Hall.filter(code=code).using_db(using_db).exists():
-        raise DomainError("catalog.hall_exists")
-    return await Hall.create(code=code, name=name, region_code=region_code, address=address,
-                             using_db=using_db)
+                      using_db: BaseDBAsyncClient | None = None, actor_kind: str = "operator",
+                      actor_id: str | int | None = "cli") -> Hall:
+    """A new hall, audited. The region code must be one the region table knows (InvalidValue, a ValueError,
+    says why in Chinese)."""
+    region_code = validate_region(region_code)
+    code = validate_hall_code(code.strip())
+    if using_db is None:
+        async with db.transaction() as tx:
+            return await _create_hall(tx, code, name.strip(), region_code, address.strip(), actor_kind, actor_id)
+    return await _create_hall(using_db, code, name.strip(), region_code, address.strip(), actor_kind, actor_id)
+
+
+async def _create_hall(tx: BaseDBAsyncClient, code: str, name: str, region_code: str, address: str,
+                       actor_kind: str, actor_id: str | int | None) -> Hall:
+    if await Hall.filter(code=code).using_db(tx).exists():
+        raise DomainError("catalog.hall_exists", details={"code": code})
+    try:
+        hall = await Hall.create(code=code, name=name, region_code=region_code, address=address, using_db=tx)
+    except IntegrityError:
+        raise DomainError("catalog.hall_exists", details={"code": code}) from None
+    await audit.record(using_db=tx, actor_kind=actor_kind, actor_id=actor_id, action="hall.created",
+                       target_kind="hall", target_id=hall.id,
+                       details={"code": code, "name": name, "region_code": region_code, "address": address})
+    return hall
+
+
+def describe_hall(hall: Hall) -> dict[str, Any]:
+    return {"id": hall.id, "code": hall.code, "name": hall.name, "region_code": hall.region_code,
+            "address": hall.address, "active": hall.active}
+
+
+HALL_FIELDS = ("name", "address", "region_code")
+
+
+async def update_hall(*, hall_id: int, changes: dict[str, Any], actor_kind: str,
+                      actor_id: str | int | None) -> dict[str, Any]:
+    """Change a hall's name, address or region code (fields not given keep their values); audited when
+    anything changes. A new region code numbers the cases opened from then on."""
+    async with db.transaction() as tx:
+        hall = await Hall.filter(id=hall_id).using_db(tx).select_for_update().first()
+        if hall is None:
+            raise DomainError("catalog.hall_not_found")
+        wanted = {k: v.strip() if isinstance(v, str) else v for k, v in changes.items()
+                  if k in HALL_FIELDS and v is not None}
+        if "region_code" in wanted:
+            wanted["region_code"] = validate_region(wanted["region_code"])
+        changed = {k: v for k, v in wanted.items() if getattr(hall, k) != v}
+        if changed:
+            before = {k: getattr(hall, k) for k in changed}
+            for k, v in changed.items():
+                setattr(hall, k, v)
+            await hall.save(using_db=tx, update_fields=list(changed))
+            await audit.record(using_db=tx, actor_kind=actor_kind, actor_id=actor_id, action="hall.changed",
+                               target_kind="hall", target_id=hall_id, details={"before": before, "after": changed})
+    return describe_hall(hall)
+
+
+async def halls_for(*, hall_ids: set[int] | None) -> list[dict[str, Any]]:
+    """Halls, active or not, by code: every hall (hall_ids None) or those named."""
+    query = Hall.all() if hall_ids is None else Hall.filter(id__in=sorted(hall_ids))
+    return [describe_hall(h) for h in await query.order_by("code")]
 
 
 async def list_halls() -> list[dict[str, Any]]:
@@ -353,3 +406,166 @@ async def item_name(*, item_id: int | None = None, code: str | None = None) -> s
     query = ServiceItem.filter(id=int(item_id)) if item_id is not None else ServiceItem.filter(code=str(code))
     name = await query.first().values_list("name", flat=True)
     return str(name or "")
+
+
+# ---- setting a hall up: its counters and the items it offers --------------------------------
+
+
+async def _hall_items(hall_id: int, tx: BaseDBAsyncClient | None = None) -> list[ServiceItem]:
+    return list(await ServiceItem.filter(halls__id=hall_id).using_db(tx).order_by("code"))
+
+
+def describe_counter(counter: Counter, items: list[ServiceItem]) -> dict[str, Any]:
+    """A counter as its hall admin sees it: the groups it calls and the hall's items in them."""
+    groups = list(counter.groups)
+    return {"id": counter.id, "number": counter.number, "name": counter.name, "groups": groups,
+            "items": [i.code for i in items if i.queue_group in groups], "active": counter.active}
+
+
+async def _served_groups(tx: BaseDBAsyncClient, hall_id: int, groups: list[str], codes: list[str]) -> list[str]:
+    """The groups a counter calls: those given, and those of the items given (which the hall must offer)."""
+    wanted = sorted({c.strip().upper() for c in codes})
+    offered = {i.code: i for i in await _hall_items(hall_id, tx)}
+    missing = [c for c in wanted if c not in offered]
+    if missing:
+        known = set(await ServiceItem.filter(code__in=missing).using_db(tx).values_list("code", flat=True))
+        problems = []
+        unknown = [c for c in missing if c not in known]
+        if unknown:
+            problems.append({"field": "items", "code": "catalog.unknown_item",
+                             "message": f"事项不存在：{'、'.join(unknown)}"})
+        elsewhere = [c for c in missing if c in known]
+        if elsewhere:
+            problems.append({"field": "items", "code": "catalog.item_not_offered",
+                             "message": f"本厅未开办这些事项，请先在本厅开办：{'、'.join(elsewhere)}"})
+        raise FieldErrors(problems)
+    return sorted(set(groups) | {offered[c].queue_group for c in wanted})
+
+
+async def _number_free(tx: BaseDBAsyncClient, hall_id: int, number: int, counter_id: int | None = None) -> None:
+    taken = await Counter.filter(hall_id=hall_id, number=number).using_db(tx).first()
+    if taken is not None and taken.id != counter_id:
+        state = "" if taken.active else "，已关闭，可重新启用"
+        raise DomainError("catalog.counter_number_taken", message=f"本厅已有{number}号窗口（{taken.name}{state}）",
+                          details={"number": number, "counter_id": taken.id})
+
+
+async def create_counter(*, hall_id: int, number: int, name: str, groups: list[str], items: list[str],
+                         actor_kind: str, actor_id: str | int | None) -> dict[str, Any]:
+    """A new counter of the hall, serving the given queue groups and the groups of the given items; audited."""
+    async with db.transaction() as tx:
+        await get_hall(hall_id=hall_id, using_db=tx)
+        served = await _served_groups(tx, hall_id, groups, items)
+        if not served:
+            raise DomainError("catalog.counter_serves_nothing")
+        await _number_free(tx, hall_id, number)
+        try:
+            counter = await Counter.create(hall_id=hall_id, number=number, name=name.strip(), groups=served,
+                                           using_db=tx)
+        except IntegrityError:
+            raise DomainError("catalog.counter_number_taken", message=f"本厅已有{number}号窗口",
+                              details={"number": number}) from None
+        await audit.record(using_db=tx, actor_kind=actor_kind, actor_id=actor_id, action="hall.counter_added",
+                           target_kind="counter", target_id=counter.id,
+                           details={"hall_id": hall_id, "number": number, "name": counter.name, "groups": served})
+        return describe_counter(counter, await _hall_items(hall_id, tx))
+
+
+async def update_counter(*, hall_id: int, counter_id: int, number: int | None = None, name: str | None = None,
+                         groups: list[str] | None = None, items: list[str] | None = None,
+                         active: bool | None = None, actor_kind: str, actor_id: str | int | None) -> dict[str, Any]:
+    """Rename, renumber, change what it serves (groups or items given replace it), close or reopen one of the
+    hall's counters; fields not given keep their values. Audited when anything changes."""
+    async with db.transaction() as tx:
+        counter = await Counter.filter(id=counter_id, hall_id=hall_id).using_db(tx).select_for_update().first()
+        if counter is None:
+            raise DomainError("catalog.counter_not_found", details={"counter_id": counter_id})
+        wanted: dict[str, Any] = {}
+        if number is not None:
+            wanted["number"] = number
+        if name is not None:
+            wanted["name"] = name.strip()
+        if groups is not None or items is not None:
+            wanted["groups"] = await _served_groups(tx, hall_id, groups or [], items or [])
+            if not wanted["groups"]:
+                raise DomainError("catalog.counter_serves_nothing")
+        if active is not None:
+            wanted["active"] = active
+        changed = {k: v for k, v in wanted.items() if getattr(counter, k) != v}
+        if "number" in changed:
+            await _number_free(tx, hall_id, changed["number"], counter.id)
+        if changed:
+            before = {k: getattr(counter, k) for k in changed}
+            for k, v in changed.items():
+                setattr(counter, k, v)
+            try:
+                await counter.save(using_db=tx, update_fields=list(changed))
+            except IntegrityError:
+                raise DomainError("catalog.counter_number_taken", details={"number": number}) from None
+            action = ("hall.counter_closed" if changed.get("active") is False
+                      else "hall.counter_reopened" if changed.get("active") is True else "hall.counter_changed")
+            await audit.record(using_db=tx, actor_kind=actor_kind, actor_id=actor_id, action=action,
+                               target_kind="counter", target_id=counter.id,
+                               details={"hall_id": hall_id, "before": before, "after": changed})
+        return describe_counter(counter, await _hall_items(hall_id, tx))
+
+
+async def list_counters(*, hall_id: int) -> list[dict[str, Any]]:
+    """Every counter of the hall, closed ones too, by number."""
+    items = await _hall_items(hall_id)
+    return [describe_counter(c, items) for c in await Counter.filter(hall_id=hall_id).order_by("number")]
+
+
+async def counter_number(*, hall_id: int, number: int) -> int:
+    """The id of the hall's counter with this number (for the operator's command line and the demo)."""
+    counter = await Counter.filter(hall_id=hall_id, number=number).first()
+    if counter is None:
+        raise DomainError("catalog.counter_not_found", details={"number": number})
+    return counter.id
+
+
+def describe_offered(item: ServiceItem) -> dict[str, Any]:
+    return {"code": item.code, "name": item.name, "department": item.department, "queue_group": item.queue_group,
+            "active": item.active}
+
+
+async def hall_items(*, hall_id: int) -> list[dict[str, Any]]:
+    """The items the hall offers, by code."""
+    await get_hall(hall_id=hall_id)
+    return [describe_offered(i) for i in await _hall_items(hall_id)]
+
+
+async def set_hall_items(*, hall_id: int, codes: list[str], actor_kind: str,
+                         actor_id: str | int | None) -> dict[str, Any]:
+    """Make the hall offer exactly these items; audited when that changes anything. Unknown codes and items no
+    longer in service are refused, every one named. Appointments already booked for an item taken off keep
+    their seats: the hall serves what it promised.
+
+    (`palmhall catalog import` also sets an item's halls, from the row's `halls` list.)"""
+    wanted = sorted({c.strip().upper() for c in codes})
+    async with db.transaction() as tx:
+        hall = await get_hall(hall_id=hall_id, using_db=tx)
+        found = {i.code: i for i in await ServiceItem.filter(code__in=wanted).using_db(tx)}
+        problems = []
+        unknown = [c for c in wanted if c not in found]
+        if unknown:
+            problems.append({"field": "items", "code": "catalog.unknown_item",
+                             "message": f"事项不存在：{'、'.join(unknown)}"})
+        current = {i.code: i for i in await _hall_items(hall_id, tx)}
+        stopped = [c for c in wanted if c in found and not found[c].active and c not in current]
+        if stopped:
+            problems.append({"field": "items", "code": "catalog.item_inactive",
+                             "message": f"事项已停止办理，不能开办：{'、'.join(stopped)}"})
+        if problems:
+            raise FieldErrors(problems)
+        added = [c for c in wanted if c not in current]
+        removed = [c for c in current if c not in found]
+        for code in added:
+            await found[code].halls.add(hall, using_db=tx)
+        for code in removed:
+            await current[code].halls.remove(hall, using_db=tx)
+        if added or removed:
+            await audit.record(using_db=tx, actor_kind=actor_kind, actor_id=actor_id, action="hall.items_set",
+                               target_kind="hall", target_id=hall_id, details={"added": added, "removed": removed})
+        items = await _hall_items(hall_id, tx)
+    return {"hall_id": hall_id, "items": [describe_offered(i) for i in items], "added": added, "removed": removed}
