@@ -39,7 +39,10 @@ async def check_in(request: Request, payload: CheckIn) -> HTTPResponse:
 
 
 @bp.post("/tickets")
-@openapi.summary("A walk-in ticket for an item group, within the hall's daily quota")
+@openapi.summary("A walk-in ticket for an item group, while the hall is open and within its daily quota")
+@openapi.description("Refused outside opening hours with a stable code and a Chinese message saying when to come: "
+                     "queue.hall_closed (a closed day), queue.before_hours, queue.break_time (lunch break or a "
+                     "closed part of the day), queue.after_hours.")
 @openapi.tag("kiosk")
 @body(WalkIn)
 async def walk_in(request: Request, payload: WalkIn) -> HTTPResponse:

@@ -332,7 +332,7 @@ async def test_queue_calls_appointments_before_walk_ins_and_three_calls_make_mis
     _, headers = await verified_resident(live)
     appointment = (await book(live, headers, (await slots(live, hall))[0]["slot_id"])).json()
     kiosk = await _kiosk(live, hall)
-    at_monday.set(shanghai(TUESDAY, 8, 45))
+    at_monday.set(shanghai(TUESDAY, 9, 1))  # walk-ins are taken once the hall opens; the check-in window is open
     walk1 = (await kiosk.post("/api/v1/kiosk/tickets", {"group": "A"})).json()
     walk2 = (await kiosk.post("/api/v1/kiosk/tickets", {"group": "B"})).json()
     clerk = await _clerk(live, "HX-01")
@@ -359,6 +359,7 @@ async def test_queue_calls_appointments_before_walk_ins_and_three_calls_make_mis
 
 
 async def test_walk_in_quota(live: Live, hall: dict, at_monday) -> None:
+    at_monday.set(shanghai(date(2026, 3, 2), 9, 30))
     kiosk = await _kiosk(live, hall)
     codes = [(await kiosk.post("/api/v1/kiosk/tickets", {"group": "A"})).status_code for _ in range(4)]
     assert codes == [201, 201, 201, 409]
@@ -374,6 +375,7 @@ async def test_a_clerk_of_another_hall_cannot_call_or_check_in(live: Live, hall:
 
 
 async def test_board_stream_shows_a_call_within_two_seconds(live: Live, hall: dict, at_monday) -> None:
+    at_monday.set(shanghai(date(2026, 3, 2), 9, 30))
     kiosk = await _kiosk(live, hall)
     await kiosk.post("/api/v1/kiosk/tickets", {"group": "A"})
     clerk = await _clerk(live, "HX-01")

@@ -13,6 +13,7 @@ from backend import clock, db
 from backend.audit import service as audit
 from backend.booking.models import Appointment, AppointmentStatus, QueueTicket, Slot, TicketStatus
 from backend.booking.service import checkin_window, local_day, rule_for
+from backend.catalog import calendar, hours
 from backend.catalog.models import Counter, Hall, ServiceItem
 from backend.clock import SHANGHAI
 from backend.errors import DomainError, register_codes
@@ -23,6 +24,10 @@ register_codes({
     "booking.checkin_wrong_hall": (422, "该预约不属于本服务大厅"),
     "booking.not_checkable": (409, "该预约当前状态不能签到"),
     "queue.quota_reached": (409, "今日现场取号已满，请改日或网上预约"),
+    "queue.hall_closed": (422, "大厅今天不办公，不能取号"),
+    "queue.before_hours": (422, "大厅尚未开始办公，请在办公时间内取号"),
+    "queue.break_time": (422, "现在是休息时间，请在下一办公时段取号"),
+    "queue.after_hours": (422, "今天的办公时间已结束，请在办公时间内取号或网上预约"),
     "queue.no_such_group": (422, "没有该业务类别"),
     "queue.counter_not_found": (404, "未找到该窗口"),
     "queue.empty": (404, "当前没有等候的号码"),
@@ -103,8 +108,44 @@ async def check_in(*, appointment_id: int, hall_id: int, actor: str, redis: Redi
             "already": False}
 
 
-async def walk_in(*, hall_id: int, group: str, actor: str, redis: Redis) -> dict[str, Any]:
-    """A ticket without an appointment, within the hall's daily quota."""
+async def _open_now(hall_id: int) -> None:
+    """A walk-in ticket is taken while the hall serves: refused, saying why and when it opens, on a closed day,
+    before opening, in a break (lunch, or a part of the day closed) and after hours."""
+    now = clock.now().astimezone(SHANGHAI)
+    try:
+        schedule = await calendar.day_schedule(hall_id=hall_id, day=now.date())
+    except DomainError as exc:
+        if exc.code != "calendar.year_unknown":
+            raise
+        raise DomainError("queue.hall_closed", message="今年的节假日安排尚未发布，大厅暂不能现场取号") from None
+    state, period = hours.where(list(schedule.periods), now.time().replace(tzinfo=None))
+    today_hours = "、".join(p.text() for p in schedule.periods)
+    details = {"periods": [{"opens": hours.hhmm(p.start), "closes": hours.hhmm(p.end)} for p in schedule.periods],
+               "reason": schedule.why_closed() if state == "closed" or schedule.closure or schedule.special else None}
+    if state == "open":
+        return
+    if state == "closed":
+        raise DomainError("queue.hall_closed", message=f"大厅今天不办公（{schedule.why_closed()}），不能取号",
+                          details=details)
+    if state == "after" or period is None:
+        why = f"{schedule.why_closed()}，" if schedule.closure or schedule.special else ""
+        raise DomainError("queue.after_hours", details=details,
+                          message=f"今天的办公时间（{today_hours}）已结束，{why}请明天再来或网上预约")
+    opens = hours.hhmm(period.start)
+    if state == "before":
+        raise DomainError("queue.before_hours", details=details,
+                          message=f"大厅尚未开始办公，今天{opens}起可以取号（办公时间：{today_hours}）")
+    raise DomainError("queue.break_time", details=details,
+                      message=f"现在是休息时间，{opens}起可以取号（今天办公时间：{today_hours}）")
+
+
+async def walk_in(*, hall_id: int, group: str, actor: str, redis: Redis, check_hours: bool = True) -> dict[str, Any]:
+    """A ticket without an appointment, while the hall serves (see `_open_now`) and within its daily quota.
+
+    `check_hours=False` is for the demo alone, which makes today's queue whatever time `make run` runs at; kiosks
+    and counters never skip the check."""
+    if check_hours:
+        await _open_now(hall_id)
     groups = set(await ServiceItem.filter(halls__id=hall_id, active=True).values_list("queue_group", flat=True))
     if group not in groups:
         raise DomainError("queue.no_such_group", details={"groups": sorted(str(g) for g in groups)})

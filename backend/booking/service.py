@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from redis.asyncio import Redis
@@ -18,6 +18,8 @@ import backend.catalog.calendar as calendar
 from backend import clock, db
 from backend.audit import service as audit
 from backend.booking.models import Appointment, AppointmentStatus, BookingBar, BookingRule, Slot
+from backend.catalog import hours
+from backend.catalog.hours import Span
 from backend.catalog.models import Hall, ServiceItem
 from backend.clock import SHANGHAI
 from backend.errors import DomainError, register_codes
@@ -31,6 +33,7 @@ register_codes({
     "booking.too_late": (422, "距该时段开始时间过近，已不能预约"),
     "booking.beyond_horizon": (422, "该日期超出可预约范围"),
     "booking.hall_closed": (422, "服务大厅当天不办公"),
+    "booking.slot_closed": (422, "服务大厅该时段不办公，请选择其他时段"),
     "booking.limit_reached": (409, "您的有效预约数已达上限"),
     "booking.duplicate_item_day": (409, "同一事项每天只能预约一次"),
     "booking.barred": (403, "因多次预约未到，您暂时不能预约"),
@@ -40,6 +43,7 @@ register_codes({
     "booking.not_cancellable": (409, "该预约当前状态不能取消"),
     "booking.cancel_too_late": (409, "已过取消截止时间，不能取消"),
     "booking.not_bookable_item": (422, "该事项不支持在此大厅预约"),
+    "booking.rule_not_found": (404, "该事项没有单独的预约规则，已按大厅默认规则预约"),
 })
 
 GATE = "palmhall:booking:slot_left:"
@@ -88,24 +92,44 @@ async def _bookable_item(*, hall_id: int, item_code: str) -> tuple[Hall, Service
     return hall, item
 
 
-async def ensure_slots(*, hall_id: int, item_id: int, day: date, rule: BookingRule) -> list[Slot]:
-    """Slots are made on first look from opening hours and the rule; the unique key absorbs races."""
-    existing = await Slot.filter(hall_id=hall_id, item_id=item_id, day=day).order_by("starts_at")
-    if existing:
-        return existing
-    hours = await calendar.opening_hours(hall_id=hall_id, day=day)
+def _local_span(slot: Slot) -> tuple[time, time]:
+    return slot.starts_at.astimezone(SHANGHAI).time(), slot.ends_at.astimezone(SHANGHAI).time()
+
+
+def within(slot: Slot, periods: Sequence[tuple[time, time]]) -> bool:
+    """Whether the slot lies wholly inside one of the day's opening periods (wall-clock)."""
+    return hours.covers([Span(a, b) for a, b in periods], *_local_span(slot))
+
+
+async def ensure_slots(*, hall_id: int, item_id: int, day: date, rule: BookingRule,
+                       periods: Sequence[tuple[time, time]] | None = None) -> list[Slot]:
+    """The item's slots of the day inside the hall's opening periods, made on first look from those periods and
+    the rule; the unique key absorbs races.
+
+    Slots keep their seats when hours or rules change later: a period (or the part of one) that no slot covers
+    yet gets new slots, and slots left outside the periods by a closure or shorter hours are not offered (the
+    change cancelled their appointments).
+    """
+    if periods is None:
+        periods = await calendar.opening_hours(hall_id=hall_id, day=day)
+    existing = list(await Slot.filter(hall_id=hall_id, item_id=item_id, day=day).order_by("starts_at"))
     step = timedelta(minutes=rule.slot_minutes)
-    for opens, closes in hours:
+    made = False
+    for opens, closes in periods:
         start = datetime.combine(day, opens, tzinfo=SHANGHAI)
         end_of_session = datetime.combine(day, closes, tzinfo=SHANGHAI)
         while start + step <= end_of_session:
-            try:
-                await Slot.create(hall_id=hall_id, item_id=item_id, day=day, starts_at=start,
-                                  ends_at=start + step, capacity=rule.seats_per_slot)
-            except IntegrityError:
-                pass
+            if not any(s.starts_at < start + step and start < s.ends_at for s in existing):
+                try:
+                    await Slot.create(hall_id=hall_id, item_id=item_id, day=day, starts_at=start,
+                                      ends_at=start + step, capacity=rule.seats_per_slot)
+                    made = True
+                except IntegrityError:
+                    made = True
             start += step
-    return await Slot.filter(hall_id=hall_id, item_id=item_id, day=day).order_by("starts_at")
+    if made:
+        existing = list(await Slot.filter(hall_id=hall_id, item_id=item_id, day=day).order_by("starts_at"))
+    return [s for s in existing if within(s, periods)]
 
 
 async def availability(*, hall_id: int, item_code: str, day: date) -> dict[str, Any]:
@@ -113,21 +137,28 @@ async def availability(*, hall_id: int, item_code: str, day: date) -> dict[str, 
     rule = await rule_for(hall_id=hall.id, item_id=item.id)
     now = clock.now()
     _check_horizon(day, rule, now)
-    if not await calendar.hall_is_open(hall_id=hall.id, day=day):
-        return {"hall_id": hall.id, "item": item.code, "date": day.isoformat(), "open": False, "slots": []}
-    slots = await ensure_slots(hall_id=hall.id, item_id=item.id, day=day, rule=rule)
-    earliest = now + timedelta(minutes=rule.min_notice_minutes)
-    return {
-        "hall_id": hall.id, "item": item.code, "date": day.isoformat(), "open": True,
-        "slots": [{
-            "slot_id": s.id,
-            "starts_at": s.starts_at.astimezone(SHANGHAI).isoformat(),
-            "ends_at": s.ends_at.astimezone(SHANGHAI).isoformat(),
-            "capacity": s.capacity,
-            "seats_left": max(0, s.capacity - s.booked),
-            "bookable": s.starts_at >= earliest and s.booked < s.capacity,
-        } for s in slots],
+    schedule = await calendar.day_schedule(hall_id=hall.id, day=day)
+    answer: dict[str, Any] = {
+        "hall_id": hall.id, "item": item.code, "date": day.isoformat(), "open": bool(schedule.periods),
+        "periods": [{"opens": hours.hhmm(p.start), "closes": hours.hhmm(p.end)} for p in schedule.periods],
+        # Why the day is shorter than usual, or closed (a closure, special hours, a holiday); None on a plain day.
+        "notice": schedule.why_closed() if (schedule.closure or schedule.special or not schedule.periods) else None,
+        "slots": [],
     }
+    if not schedule.periods:
+        return answer
+    periods = [(p.start, p.end) for p in schedule.periods]
+    slots = await ensure_slots(hall_id=hall.id, item_id=item.id, day=day, rule=rule, periods=periods)
+    earliest = now + timedelta(minutes=rule.min_notice_minutes)
+    answer["slots"] = [{
+        "slot_id": s.id,
+        "starts_at": s.starts_at.astimezone(SHANGHAI).isoformat(),
+        "ends_at": s.ends_at.astimezone(SHANGHAI).isoformat(),
+        "capacity": s.capacity,
+        "seats_left": max(0, s.capacity - s.booked),
+        "bookable": s.starts_at >= earliest and s.booked < s.capacity,
+    } for s in slots]
+    return answer
 
 
 def _check_horizon(day: date, rule: BookingRule, now: datetime) -> None:
@@ -238,13 +269,18 @@ async def _book_in_db(*, resident_id: int, person_hash: str, slot_id: int, idemp
     _check_horizon(slot.day, rule, now)
     if slot.starts_at < now + timedelta(minutes=rule.min_notice_minutes):
         raise DomainError("booking.too_late")
-    if not await calendar.hall_is_open(hall_id=slot.hall_id, day=slot.day):  # type: ignore[attr-defined]
-        raise DomainError("booking.hall_closed")
     bar = await active_bar(person_hash=person_hash)
     if bar is not None:
         raise DomainError("booking.barred", details={"reason": bar.reason, "until": bar.ends_at.isoformat()})
     async with db.transaction() as tx:
         await _lock_person(tx, person_hash)
+        # After a change of hours commits (and cancels what it leaves out), never before: see lock_hall_days.
+        await lock_hall_days(tx, slot.hall_id, shared=True)  # type: ignore[attr-defined]
+        periods = await calendar.opening_hours(hall_id=slot.hall_id, day=slot.day, using_db=tx)  # type: ignore[attr-defined]
+        if not periods:
+            raise DomainError("booking.hall_closed")
+        if not within(slot, periods):
+            raise DomainError("booking.slot_closed")
         existing = await Appointment.filter(resident_id=resident_id,
                                             idempotency_key=idempotency_key).using_db(tx).first()
         if existing is not None:
@@ -283,6 +319,15 @@ def _event(appointment: Appointment, slot: Slot, item_code: str) -> dict[str, An
             "starts_at": slot.starts_at.isoformat(), "ends_at": slot.ends_at.isoformat()}
 
 
+async def lock_hall_days(tx: BaseDBAsyncClient, hall_id: int, *, shared: bool) -> None:
+    """Bookings in a hall hold this lock shared, changes to the hall's hours and closures exclusively: a closure
+    waits for the bookings in flight to commit (and then cancels them), and a booking that comes after it sees it.
+    PostgreSQL; SQLite has one writer at a time anyway."""
+    if tx.capabilities.dialect == "postgres":
+        lock = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        await tx.execute_query(f"SELECT {lock}(hashtext($1))", [f"hall-days:{hall_id}"])
+
+
 async def own_appointment(*, resident_id: int, appointment_id: int) -> Appointment:
     """Another resident's appointment is 'not found', never 'forbidden'."""
     appointment = await Appointment.get_or_none(id=appointment_id, resident_id=resident_id)
@@ -302,6 +347,8 @@ async def describe(appointment: Appointment) -> dict[str, Any]:
         "ends_at": slot.ends_at.astimezone(SHANGHAI).isoformat(),
         "created_at": appointment.created_at.isoformat(),
         "cancelled_at": appointment.cancelled_at.isoformat() if appointment.cancelled_at else None,
+        # "resident" or "hall" (a closure or new hours), and the hall's reason.
+        "cancelled_by": appointment.cancelled_by, "cancel_reason": appointment.cancel_reason,
         "checked_in_at": appointment.checked_in_at.isoformat() if appointment.checked_in_at else None,
     }
 
@@ -323,7 +370,7 @@ async def cancel(*, resident_id: int, appointment_id: int) -> Appointment:
         raise DomainError("booking.cancel_too_late", details={"cutoff": cutoff.astimezone(SHANGHAI).isoformat()})
     async with db.transaction() as tx:
         changed = await Appointment.filter(id=appointment.id, status=AppointmentStatus.BOOKED).using_db(tx).update(
-            status=AppointmentStatus.CANCELLED, cancelled_at=clock.now())
+            status=AppointmentStatus.CANCELLED, cancelled_at=clock.now(), cancelled_by="resident")
         if not changed:
             raise DomainError("booking.not_cancellable")
         item = await ServiceItem.get(id=slot.item_id).using_db(tx)  # type: ignore[attr-defined]
@@ -361,7 +408,23 @@ async def mark_no_shows(*, policy: Policy) -> int:
     now = clock.now()
     late = now - timedelta(minutes=policy.no_show_grace_minutes)
     marked = 0
-    for appointment in await Appointment.filter(status=AppointmentStatus.BOOKED, slot__ends_at__lt=late):
+    days: dict[tuple[int, date], calendar.DaySchedule | None] = {}
+    for appointment in await Appointment.filter(status=AppointmentStatus.BOOKED,
+                                                slot__ends_at__lt=late).prefetch_related("slot"):
+        key = (appointment.hall_id, appointment.day)  # type: ignore[attr-defined]
+        if key not in days:
+            try:
+                days[key] = await calendar.day_schedule(hall_id=key[0], day=key[1])
+            except DomainError:
+                days[key] = None  # a year nobody knows: no booking could be made in it
+        schedule = days[key]
+        if schedule is not None and not within(appointment.slot, [(p.start, p.end) for p in schedule.periods]):
+            # The hall was closed then (a closure, new hours, a holiday loaded after the booking): the resident
+            # could not have come, so it is the hall's cancellation, never a no-show.
+            async with db.transaction() as tx:
+                await cancel_by_hall(tx, appointment=appointment, slot=appointment.slot, reason=schedule.why_closed(),
+                                     actor_kind="system", actor_id="no-show")
+            continue
         async with db.transaction() as tx:
             changed = await Appointment.filter(id=appointment.id, status=AppointmentStatus.BOOKED).using_db(tx).update(
                 status=AppointmentStatus.NO_SHOW, no_show_at=now)
@@ -424,25 +487,100 @@ def describe_rule(rule: BookingRule) -> dict[str, Any]:
     return {name: getattr(rule, name) for name in RULE_FIELDS}
 
 
-async def set_rule(*, hall_id: int, item_code: str | None, values: dict[str, int], staff_id: int) -> dict[str, Any]:
-    """A hall admin sets the hall's default rule or one item's; slots already made keep their seats."""
+async def set_rule(*, hall_id: int, item_code: str | None, values: dict[str, int],
+                   staff_id: int | None, operator: str = "cli") -> dict[str, Any]:
+    """Change the hall's default rule or one item's, field by field: fields not given keep their values, and an
+    item's own rule starts from the hall's default. Slots already made keep their seats. Audited when anything
+    changes (staff_id None: the operator, `cli` or `demo`)."""
     item_id = None
     if item_code is not None:
         _, item = await _bookable_item(hall_id=hall_id, item_code=item_code)
-        item_id = item.id
+        item_id, item_code = item.id, item.code
+    unknown = set(values) - set(RULE_FIELDS)
+    if unknown:
+        raise ValueError(f"not rule fields: {sorted(unknown)}")
     async with db.transaction() as tx:
-        rule = await BookingRule.filter(hall_id=hall_id, item_id=item_id).using_db(tx).first()
+        rule = await BookingRule.filter(hall_id=hall_id, item_id=item_id).using_db(tx).select_for_update().first()
         before = describe_rule(rule) if rule else None
         if rule is None:
-            rule = await BookingRule.create(hall_id=hall_id, item_id=item_id, **values, using_db=tx)
-        else:
+            base = None
+            if item_id is not None:
+                base = await BookingRule.filter(hall_id=hall_id, item_id=None).using_db(tx).first()
+            rule = await BookingRule.create(hall_id=hall_id, item_id=item_id,
+                                            **{**describe_rule(base or DEFAULT_RULE), **values}, using_db=tx)
+        elif any(getattr(rule, name) != value for name, value in values.items()):
             for name, value in values.items():
                 setattr(rule, name, value)
-            await rule.save(using_db=tx)
-        await audit.record(using_db=tx, actor_kind="staff", actor_id=staff_id, action="booking.rule_set",
+            await rule.save(using_db=tx, update_fields=list(values))
+        after = describe_rule(rule)
+        if after != before:
+            await audit.record(using_db=tx, actor_kind="staff" if staff_id is not None else "operator",
+                               actor_id=staff_id if staff_id is not None else operator, action="booking.rule_set",
+                               target_kind="hall", target_id=hall_id,
+                               details={"item": item_code, "given": values, "before": before, "after": after})
+    return {"hall_id": hall_id, "item": item_code, **after}
+
+
+async def reset_rule(*, hall_id: int, item_code: str, staff_id: int | None, operator: str = "cli") -> dict[str, Any]:
+    """Drop an item's own rule: the item books by the hall's default again. Audited."""
+    _, item = await _bookable_item(hall_id=hall_id, item_code=item_code)
+    async with db.transaction() as tx:
+        rule = await BookingRule.filter(hall_id=hall_id, item_id=item.id).using_db(tx).first()
+        if rule is None:
+            raise DomainError("booking.rule_not_found")
+        await BookingRule.filter(id=rule.id).using_db(tx).delete()
+        await audit.record(using_db=tx, actor_kind="staff" if staff_id is not None else "operator",
+                           actor_id=staff_id if staff_id is not None else operator, action="booking.rule_reset",
                            target_kind="hall", target_id=hall_id,
-                           details={"item": item_code, "before": before, "after": describe_rule(rule)})
-    return {"hall_id": hall_id, "item": item_code, **describe_rule(rule)}
+                           details={"item": item.code, "before": describe_rule(rule)})
+    return await rules(hall_id=hall_id)
+
+
+async def rules(*, hall_id: int) -> dict[str, Any]:
+    """The hall's booking rules as they apply: its default (its own row, or the built-in one) and, for each item
+    it offers, the rule that item books by and whether it is the item's own."""
+    hall = await Hall.get_or_none(id=hall_id)
+    if hall is None:
+        raise DomainError("catalog.hall_not_found")
+    rows = await BookingRule.filter(hall_id=hall_id)
+    default = next((r for r in rows if r.item_id is None), None)  # type: ignore[attr-defined]
+    own = {r.item_id: r for r in rows if r.item_id is not None}  # type: ignore[attr-defined]
+    items = await ServiceItem.filter(halls__id=hall_id).order_by("code")
+    return {
+        "hall_id": hall_id,
+        "default": {**describe_rule(default or DEFAULT_RULE), "own": default is not None},
+        "items": [{"item": i.code, "name": i.name, "own": i.id in own,
+                   **describe_rule(own.get(i.id) or default or DEFAULT_RULE)} for i in items],
+    }
+
+
+async def cancel_by_hall(tx: BaseDBAsyncClient, *, appointment: Appointment, slot: Slot, reason: str,
+                         actor_kind: str, actor_id: str | int | None) -> bool:
+    """The hall cancels a booked appointment it cannot serve (closed, or new hours leave its slot out), in the
+    caller's transaction: the seat is free at once (no cool-down: nobody is trading it), the resident is told
+    (`appointment.cancelled` with "by": "hall" and the reason), and it can never become a no-show. False when it
+    was no longer booked (cancelled already, or checked in): closing twice cancels once.
+
+    The Redis gate of the slot is the caller's to drop after the commit (`forget_gates`)."""
+    changed = await Appointment.filter(id=appointment.id, status=AppointmentStatus.BOOKED).using_db(tx).update(
+        status=AppointmentStatus.CANCELLED, cancelled_at=clock.now(), cancelled_by="hall",
+        cancel_reason=reason[:200], seat_released=True)
+    if not changed:
+        return False
+    await Slot.filter(id=slot.id, booked__gt=0).using_db(tx).update(booked=F("booked") - 1)
+    item = await ServiceItem.get(id=slot.item_id).using_db(tx)  # type: ignore[attr-defined]
+    await audit.record(using_db=tx, actor_kind=actor_kind, actor_id=actor_id, action="appointment.cancelled",
+                       target_kind="appointment", target_id=appointment.id, details={"by": "hall", "reason": reason})
+    await outbox.emit("appointment.cancelled", {**_event(appointment, slot, item.code), "by": "hall", "reason": reason},
+                      using_db=tx, ordering_key=f"appointment:{appointment.id}")
+    return True
+
+
+async def forget_gates(redis: Redis, slot_ids: Iterable[int]) -> None:
+    """Drop the Redis gates of these slots: the next booking rebuilds each from the database's seat count."""
+    keys = [f"{GATE}{slot_id}" for slot_id in set(slot_ids)]
+    if keys:
+        await redis.delete(*keys)
 
 
 STATUS_LABELS = {

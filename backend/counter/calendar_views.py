@@ -1,4 +1,5 @@
-"""Staff routes for a hall's own closed days (闭厅): set, remove and list them; hall admins only."""
+"""Staff routes for a hall's own closed days (闭厅), whole or in part: set, remove and list them; hall admins
+(and admins) only. Closing cancels the appointments it leaves out (backend.booking.hall_setup)."""
 
 from __future__ import annotations
 
@@ -10,23 +11,17 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty, json
 from sanic_ext import openapi
 
+from backend.booking import hall_setup
 from backend.bounds import Day, Input
 from backend.catalog import calendar
+from backend.catalog.schemas import ClosureIn
 from backend.counter.auth import staff
 from backend.errors import FieldErrors
 from backend.http import body, parse
-from backend.identity.models import StaffRole
 
 bp = Blueprint("counter_calendar")
 
-# Who may change a hall's days: its admins (and admins), not its clerks.
-MANAGERS = (StaffRole.HALL_ADMIN, StaffRole.ADMIN)
 MAX_RANGE_DAYS = 366
-
-
-class ClosureIn(Input):
-    model_config = ConfigDict(extra="forbid")
-    reason: str = Field(min_length=1, max_length=200, description="闭厅原因，如“系统升级停办”")
 
 
 class ClosureRange(Input):
@@ -40,25 +35,30 @@ def _error() -> dict[str, Any]:
 
 
 @bp.put("/halls/<hall_id:int32>/closures/<day:ymd>")
-@openapi.summary("Close the hall on a day (or change the reason); hall admins of that hall")
-@openapi.description("The hall takes no bookings that day. Statutory time limits keep running: "
-                     "only official holidays stop them. Days already past cannot be changed.")
+@openapi.summary("Close the hall on a day, or parts of it (or change the reason or the parts); hall admins")
+@openapi.description("The hall takes no bookings and issues no tickets in the closed times. Booked appointments "
+                     "there are cancelled at once, in the same transaction: seats freed, each resident told with the "
+                     "reason, never a no-show; closing again cancels nothing more. Statutory time limits keep "
+                     "running: only official holidays stop them. Days already past cannot be changed.")
 @openapi.tag("counter")
 @openapi.secured("staff")
-@openapi.response(200, {"application/json": {"hall_id": int, "day": str, "reason": str, "created_by": int}},
-                  "the closure as stored")
+@openapi.response(200, {"application/json": {"hall_id": int, "day": str, "reason": str, "created_by": int,
+                                             "whole_day": bool, "periods": list, "cancelled_appointments": list}},
+                  "the closure as stored, and the appointments it cancelled")
 @openapi.response(403, _error(), "auth.forbidden: not a hall admin of this hall")
 @openapi.response(422, _error(), "validation.failed or calendar.closure_in_past")
 @body(ClosureIn)
 async def put_closure(request: Request, hall_id: int, day: date, payload: ClosureIn) -> HTTPResponse:
     me = staff(request)
-    me.require(hall_id, *MANAGERS)
-    closure = await calendar.set_closure(hall_id=hall_id, day=day, reason=payload.reason, actor_staff_id=me.id)
-    return json(closure.as_dict(), ensure_ascii=False)
+    me.require_manager(hall_id)
+    closure = await hall_setup.close(hall_id=hall_id, day=day, reason=payload.reason, periods=payload.spans(),
+                                     staff_id=me.id, redis=request.app.ctx.redis)
+    return json(closure, ensure_ascii=False)
 
 
 @bp.delete("/halls/<hall_id:int32>/closures/<day:ymd>")
 @openapi.summary("Open the hall again on a day it was closed; hall admins of that hall")
+@openapi.description("Appointments the closure cancelled stay cancelled; their seats are free to book.")
 @openapi.tag("counter")
 @openapi.secured("staff")
 @openapi.response(204, None, "removed")
@@ -66,8 +66,8 @@ async def put_closure(request: Request, hall_id: int, day: date, payload: Closur
 @openapi.response(404, _error(), "calendar.closure_not_found")
 async def delete_closure(request: Request, hall_id: int, day: date) -> HTTPResponse:
     me = staff(request)
-    me.require(hall_id, *MANAGERS)
-    await calendar.remove_closure(hall_id=hall_id, day=day, actor_staff_id=me.id)
+    me.require_manager(hall_id)
+    await hall_setup.reopen(hall_id=hall_id, day=day, staff_id=me.id, redis=request.app.ctx.redis)
     return empty()
 
 
@@ -83,7 +83,7 @@ async def delete_closure(request: Request, hall_id: int, day: date) -> HTTPRespo
 @openapi.response(422, _error(), "validation.failed: a date is malformed or the range is wrong")
 async def list_closures(request: Request, hall_id: int) -> HTTPResponse:
     me = staff(request)
-    me.require(hall_id, *MANAGERS)
+    me.require_manager(hall_id)
     query = parse(ClosureRange, {k: v[0] for k, v in request.args.items() if v})
     start = query.start or calendar.today()
     end = query.end or start + timedelta(days=MAX_RANGE_DAYS - 1)
