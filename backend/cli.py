@@ -276,27 +276,6 @@ def demo_load() -> None:
         click.echo("  " + line)
 
 
-@main.group()
-def hall() -> None:
-    """Service halls (full catalog tools come with the catalog)."""
-
-
-@hall.command("create")
-@click.option("--code", required=True, help="short code, e.g. HX-01")
-@click.option("--name", required=True)
-@click.option("--region", "region_code", required=True, help="6-digit county or 9-digit township code")
-@click.option("--address", default="")
-def hall_create(code: str, name: str, region_code: str, address: str) -> None:
-    """Create a hall."""
-    from backend.catalog import service as catalog
-
-    async def run(_: Settings) -> None:
-        h = await catalog.create_hall(code=code, name=name, region_code=region_code, address=address)
-        click.echo(f"hall {h.code} created (id {h.id})")
-
-    _domain_errors(run)
-
-
 def _domain_errors(fn: Callable[[Settings], Awaitable[Any]]) -> Any:
     """Run with the database; a domain error is printed for the operator and exits 1."""
     from backend.errors import DomainError
@@ -495,12 +474,13 @@ def _register_domain_commands() -> None:
     """Command groups that live with their domain package."""
     from backend.catalog.calendar_commands import calendar
     from backend.catalog.commands import catalog
+    from backend.catalog.hall_commands import hall
     from backend.hall_sync.commands import hall_sync
     from backend.identity.commands import identity_group, regions_group
     from notifications.commands import notifications
     from payments.commands import payments
 
-    for group in (calendar, catalog, payments, hall_sync, notifications, regions_group, identity_group):
+    for group in (calendar, catalog, hall, payments, hall_sync, notifications, regions_group, identity_group):
         main.add_command(group)
 
 

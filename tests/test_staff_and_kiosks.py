@@ -291,4 +291,4 @@ async def test_cli_creates_staff_and_registers_kiosks(orm: str, tmp_path: Path) 
     row = await Kiosk.get(device_id=device_id)
     assert reg.stdout.split("secret:")[1].strip() not in row.secret_enc  # stored encrypted
     actions = [a.action for a in await AuditEntry.all().order_by("seq")]
-    assert actions == ["staff.created", "kiosk.registered", "kiosk.enrollment_issued"]
+    assert actions == ["hall.created", "staff.created", "kiosk.registered", "kiosk.enrollment_issued"]

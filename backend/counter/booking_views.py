@@ -93,28 +93,76 @@ async def missed(request: Request, counter_id: int) -> HTTPResponse:
 
 
 class Rule(Input):
+    """A change to a booking rule: only the fields given change (PATCH semantics), the others keep the rule's
+    values; an item's own rule starts from the hall's default."""
+
     model_config = ConfigDict(extra="forbid")
     item: str | None = Field(None, max_length=40, description="item code; omit for the hall's default rule")
-    slot_minutes: int = Field(30, ge=5, le=240)
-    seats_per_slot: int = Field(4, ge=1, le=500)
-    horizon_days: int = Field(14, ge=1, le=90)
-    min_notice_minutes: int = Field(60, ge=0, le=7 * 24 * 60)
-    cancel_cutoff_minutes: int = Field(120, ge=0, le=7 * 24 * 60)
-    max_active_per_person: int = Field(3, ge=1, le=20)
-    release_cooldown_minutes: int = Field(30, ge=0, le=24 * 60)
-    checkin_early_minutes: int = Field(30, ge=0, le=240)
-    checkin_late_minutes: int = Field(15, ge=0, le=240)
-    walkin_daily_quota: int = Field(100, ge=0, le=10_000)
+    slot_minutes: int | None = Field(None, ge=5, le=240, description="时段长度（分钟）")
+    seats_per_slot: int | None = Field(None, ge=1, le=500, description="每个时段的名额")
+    horizon_days: int | None = Field(None, ge=1, le=90, description="可提前预约的天数")
+    min_notice_minutes: int | None = Field(None, ge=0, le=7 * 24 * 60, description="最晚提前多少分钟预约")
+    cancel_cutoff_minutes: int | None = Field(None, ge=0, le=7 * 24 * 60, description="最晚提前多少分钟取消")
+    max_active_per_person: int | None = Field(None, ge=1, le=20, description="每人同时有效的预约数")
+    release_cooldown_minutes: int | None = Field(None, ge=0, le=24 * 60, description="取消后名额冷却时间（分钟）")
+    checkin_early_minutes: int | None = Field(None, ge=0, le=240, description="可提前签到（分钟）")
+    checkin_late_minutes: int | None = Field(None, ge=0, le=240, description="可迟到签到（分钟）")
+    walkin_daily_quota: int | None = Field(None, ge=0, le=10_000, description="每日现场取号上限（大厅默认规则）")
+
+    def values(self) -> dict[str, int]:
+        """The fields given, without nulls (a null is "not given", never "back to the default")."""
+        return {k: v for k, v in self.model_dump(exclude={"item"}, exclude_unset=True).items() if v is not None}
 
 
-@bp.put("/halls/<hall_id:int32>/booking-rule")
-@openapi.summary("Set the hall's booking rule (or one item's): slots, seats, horizon, notice, limits")
+@bp.route("/halls/<hall_id:int32>/booking-rule", methods=["PATCH", "PUT"])
+@openapi.summary("Change the hall's booking rule (or one item's), field by field: fields not given keep their values")
+@openapi.description("A partial update under PATCH and PUT alike: an item's own rule is made from the hall's "
+                     "default plus the fields given. Slots already made keep their seats.")
 @openapi.tag("counter")
 @openapi.secured("staff")
 @body(Rule)
 async def set_rule(request: Request, hall_id: int, payload: Rule) -> HTTPResponse:
     admin = staff(request)
-    admin.require(hall_id, StaffRole.HALL_ADMIN, StaffRole.ADMIN)
-    values = payload.model_dump(exclude={"item"})
-    return json(await booking.set_rule(hall_id=hall_id, item_code=payload.item, values=values, staff_id=admin.id),
-                ensure_ascii=False)
+    admin.require_manager(hall_id)
+    return json(await booking.set_rule(hall_id=hall_id, item_code=payload.item, values=payload.values(),
+                                       staff_id=admin.id), ensure_ascii=False)
+
+
+@bp.get("/halls/<hall_id:int32>/booking-rules")
+@openapi.summary("The hall's booking rules as they apply: its default, and the rule each item it offers books by")
+@openapi.tag("counter")
+@openapi.secured("staff")
+async def rules(request: Request, hall_id: int) -> HTTPResponse:
+    staff(request).require_manager(hall_id)
+    return json(await booking.rules(hall_id=hall_id), ensure_ascii=False)
+
+
+@bp.delete("/halls/<hall_id:int32>/items/<code:item_code>/booking-rule")
+@openapi.summary("Drop an item's own booking rule: it books by the hall's default again")
+@openapi.tag("counter")
+@openapi.secured("staff")
+async def reset_rule(request: Request, hall_id: int, code: str) -> HTTPResponse:
+    admin = staff(request)
+    admin.require_manager(hall_id)
+    return json(await booking.reset_rule(hall_id=hall_id, item_code=code, staff_id=admin.id), ensure_ascii=False)
+
+
+class Ticket(Input):
+    model_config = ConfigDict(extra="forbid")
+    group: str = Field(pattern=r"^[A-Z]$", description="业务类别（取号字母）")
+
+
+@bp.post("/halls/<hall_id:int32>/tickets")
+@openapi.summary("A walk-in ticket issued at the counter or the reception desk, while the hall is open")
+@openapi.description("Refused outside opening hours with a stable code: queue.hall_closed (a closed day), "
+                     "queue.before_hours, queue.break_time (lunch break or a closed part of the day), "
+                     "queue.after_hours; and queue.quota_reached past the day's quota.")
+@openapi.tag("counter")
+@openapi.secured("staff")
+@body(Ticket)
+async def walk_in_ticket(request: Request, hall_id: int, payload: Ticket) -> HTTPResponse:
+    clerk = staff(request)
+    clerk.require(hall_id, *DESK)
+    ticket = await queue.walk_in(hall_id=hall_id, group=payload.group, actor=f"staff:{clerk.id}",
+                                 redis=request.app.ctx.redis)
+    return json(ticket, status=201, ensure_ascii=False)

@@ -14,6 +14,7 @@ MODULES = [
     "backend.counter.cases_views",
     "backend.counter.booking_views",
     "backend.counter.calendar_views",
+    "backend.counter.hall_views",
     "backend.counter.payment_views",
     "backend.counter.sync_views",
     "backend.counter.notify_views",

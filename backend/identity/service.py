@@ -365,6 +365,16 @@ class StaffPrincipal:
         if hall_id not in self.halls_with(*roles):
             raise DomainError("auth.forbidden", details={"hall_id": hall_id, "needs": [r.value for r in roles]})
 
+    @property
+    def is_admin(self) -> bool:
+        """Admin is a deployment-wide role: held in any hall, it reaches every hall (and creates new ones)."""
+        return bool(self.halls_with(StaffRole.ADMIN))
+
+    def require_manager(self, hall_id: int) -> None:
+        """A hall's set-up (hours, closures, counters, items, booking rules) is for its hall admins and for admins."""
+        if not self.is_admin:
+            self.require(hall_id, StaffRole.HALL_ADMIN, StaffRole.ADMIN)
+
 
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
@@ -379,7 +389,7 @@ def _one_time_password() -> str:
 
 
 async def create_staff(*, username: str, display_name: str, hall_code: str, role: StaffRole,
-                       actor: str = "cli") -> tuple[Staff, str]:
+                       actor: str | int = "cli", actor_kind: str = "operator") -> tuple[Staff, str]:
     """A new account with one grant; returns the one-time password (shown once, stored hashed)."""
     hall = await catalog.get_hall(code=hall_code)
     password = _one_time_password()
@@ -389,10 +399,56 @@ async def create_staff(*, username: str, display_name: str, hall_code: str, role
         staff = await Staff.create(username=username, display_name=display_name,
                                    password_hash=_hasher.hash(password), using_db=tx)
         await StaffGrant.create(staff=staff, role=role, hall_id=hall.id, using_db=tx)
-        await audit.record(using_db=tx, actor_kind="operator", actor_id=actor, action="staff.created",
+        await audit.record(using_db=tx, actor_kind=actor_kind, actor_id=actor, action="staff.created",
                            target_kind="staff", target_id=staff.id,
                            details={"username": username, "role": role.value, "hall": hall.code})
     return staff, password
+
+
+async def create_hall_staff(*, hall_id: int, username: str, display_name: str, role: StaffRole,
+                            actor_staff_id: int) -> dict[str, Any]:
+    """A new account with a role in the hall, made by a staff member through the API: its one-time password is in
+    this answer only, to hand over; the holder must replace it at first login."""
+    hall = await catalog.get_hall(hall_id=hall_id)
+    staff, password = await create_staff(username=username, display_name=display_name, hall_code=hall.code,
+                                         role=role, actor=actor_staff_id, actor_kind="staff")
+    return {"staff": {"id": staff.id, "username": staff.username, "display_name": staff.display_name,
+                      "roles": [role.value]}, "one_time_password": password}
+
+
+async def hall_staff(*, hall_id: int) -> list[dict[str, Any]]:
+    """The accounts holding a role in the hall, with their roles there."""
+    await catalog.get_hall(hall_id=hall_id)
+    roles: dict[int, list[str]] = {}
+    for staff_id_, role in await StaffGrant.filter(hall_id=hall_id).values_list("staff_id", "role"):
+        roles.setdefault(int(staff_id_), []).append(str(role))
+    members = await Staff.filter(id__in=sorted(roles)).order_by("username")
+    return [{"id": m.id, "username": m.username, "display_name": m.display_name, "roles": sorted(roles[m.id]),
+             "active": m.active, "must_change_password": m.must_change_password} for m in members]
+
+
+async def staff_id(*, username: str) -> int:
+    """The id of the account with this username."""
+    found = await Staff.filter(username=username).first().values_list("id", flat=True)
+    if found is None:
+        raise DomainError("staff.not_found")
+    return int(found)  # type: ignore[call-overload]
+
+
+async def set_known_password(*, username: str, password: str, actor: str) -> int:
+    """Give an account a password its holder need not change: for the local demo's accounts only (`palmhall demo
+    load` prints it); every real account starts with a one-time password. Ends the account's tokens; audited."""
+    async with db.transaction() as tx:
+        staff = await Staff.filter(username=username).using_db(tx).first()
+        if staff is None:
+            raise DomainError("staff.not_found")
+        staff.password_hash = _hasher.hash(password)
+        staff.must_change_password = False
+        staff.token_version += 1
+        await staff.save(using_db=tx, update_fields=["password_hash", "must_change_password", "token_version"])
+        await audit.record(using_db=tx, actor_kind="operator", actor_id=actor, action="staff.password_set",
+                           target_kind="staff", target_id=staff.id)
+    return staff.id
 
 
 async def change_grant(*, username: str, hall_code: str, role: StaffRole, grant: bool, actor_kind: str,
