@@ -153,7 +153,8 @@ async def test_a_hall_set_up_through_the_staff_api_offers_exactly_its_slots(live
     assert setup["hall"]["code"] == "HZ-03"
     assert [(x["number"], x["active"]) for x in setup["counters"]] == [(1, True), (2, True), (3, False)]
     assert setup["hours"][0]["periods"] == WORKDAY and setup["hours"][6]["periods"] == []
-    assert [(s["day"], s["reason"]) for s in setup["special_hours"]] == [(WEDNESDAY.isoformat(), "下午全员参加防汛演练")]
+    assert [(s["day"], s["reason"]) for s in setup["special_hours"]] == [
+        (WEDNESDAY.isoformat(), "下午全员参加防汛演练")]
     assert sorted(i["code"] for i in setup["items"]) == sorted([RESIDENCE, SIMPLE])
     assert (setup["booking_rule"]["slot_minutes"], setup["booking_rule"]["own"]) == (60, True)
     assert {r["item"]: (r["own"], r["seats_per_slot"]) for r in setup["item_rules"]} == {
