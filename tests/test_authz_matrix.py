@@ -24,7 +24,7 @@ import typing
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +34,11 @@ from pydantic import BaseModel
 
 from backend import clock, db
 from backend.audit.models import AuditEntry
-from backend.booking import queue
-from backend.booking.models import BookingRule
+from backend.booking import hall_setup, queue
+from backend.booking import service as booking
+from backend.catalog import hours
 from backend.catalog import service as catalog
 from backend.catalog.codes import make_item_code
-from backend.catalog.models import Counter, OpeningHours
 from backend.catalog.schemas import ItemIn
 from backend.identity import tokens
 from backend.identity.models import ChannelIdentity, StaffRole
@@ -48,6 +48,7 @@ from notifications import handlers
 from tests.cases_support import (
     AGENCY,
     LI,
+    LICENCE,
     RESIDENCE,
     SIMPLE,
     WANG,
@@ -105,6 +106,9 @@ NAMES_NO_OBJECT: dict[str, Mapping[str, str]] = {
     "staff_payments.reconciliation": {},
     # Admins only (a run reads both platforms' whole bills): tests/test_payments_kiosk_and_reconcile.py.
     "staff_payments.reconcile_now": {},
+    # Every hall for an admin, the caller's own halls for anyone else.
+    "staff_halls.list_halls": {},
+    "staff_halls.create_hall": {"body:code": "the new hall's own code, chosen by the admin creating it"},
 }
 
 
@@ -178,6 +182,24 @@ MATRIX: dict[str, Entry] = {
     "staff_console.hall_counters": entry("path:hall_id"),
     "staff_console.material_content": entry("path:case_no", "path:material_id"),
     "staff_dashboard.dashboard": entry("path:hall_id"),
+    "staff_identity.add_staff": entry("path:hall_id"),
+    "staff_identity.list_staff": entry("path:hall_id"),
+    "staff_halls.edit_hall": entry("path:hall_id"),
+    "staff_halls.setup": entry("path:hall_id"),
+    "staff_halls.add_counter": entry("path:hall_id"),
+    "staff_halls.edit_counter": entry("path:hall_id", "path:counter_id"),
+    "staff_halls.hours": entry("path:hall_id"),
+    "staff_halls.set_hours": entry("path:hall_id"),
+    "staff_halls.list_special_hours": entry("path:hall_id"),
+    "staff_halls.put_special_hours": entry("path:hall_id", "path:day"),
+    "staff_halls.delete_special_hours": entry("path:hall_id", "path:day"),
+    "staff_halls.day": entry("path:hall_id", "path:day"),
+    "staff_halls.items": entry("path:hall_id"),
+    "staff_halls.set_items": entry("path:hall_id"),
+    "staff_booking.rules": entry("path:hall_id"),
+    "staff_booking.reset_rule": entry("path:hall_id",
+                                      public={"path:code": "a service item's code: the catalog is public"}),
+    "staff_booking.walk_in_ticket": entry("path:hall_id"),
 }
 
 # Who calls: the strangers of each audience, and the rightful owners.
@@ -348,15 +370,15 @@ async def build(live: Live, platforms: Platforms) -> Matrix:
     callers = {"hx_clerk": world.clerk, "hx_admin": world.admin, "hy_clerk": world.other_clerk,
                "hy_admin": await staff_headers(live, "hy.admin", "HY", StaffRole.HALL_ADMIN)}
 
-    # HX's hours, booking rule and counter (what `palmhall demo load` sets up for its hall).
-    for weekday in range(5):
-        await OpeningHours.create(hall_id=hx, weekday=weekday, opens=time(9), closes=time(12))
-        await OpeningHours.create(hall_id=hx, weekday=weekday, opens=time(13, 30), closes=time(17))
-    await BookingRule.create(hall_id=hx, item=None, slot_minutes=30, seats_per_slot=10, horizon_days=14,
-                             min_notice_minutes=10, cancel_cutoff_minutes=120, max_active_per_person=3,
-                             release_cooldown_minutes=30, checkin_early_minutes=30, checkin_late_minutes=15,
-                             walkin_daily_quota=100)
-    counter = (await Counter.create(hall_id=hx, number=1, name="综合受理1号窗口", groups=["A"])).id
+    # HX's hours (it opens at 08:30, so the walk-ins below are taken in opening hours), booking rules and
+    # counter, through the functions the staff API and `palmhall demo load` use.
+    workday = [hours.span("08:30", "12:00"), hours.span("13:30", "17:00")]
+    await hall_setup.set_week(hall_id=hx, week={d: workday for d in range(5)}, staff_id=None, redis=None)
+    await booking.set_rule(hall_id=hx, item_code=None, staff_id=None, values={
+        "slot_minutes": 30, "seats_per_slot": 10, "min_notice_minutes": 10, "max_active_per_person": 3})
+    await booking.set_rule(hall_id=hx, item_code=SIMPLE, staff_id=None, values={"seats_per_slot": 5})
+    counter = (await catalog.create_counter(hall_id=hx, number=1, name="综合受理1号窗口", groups=["A"], items=[],
+                                            actor_kind="operator", actor_id="cli"))["id"]
     r = await c.put(f"{STAFF}/halls/{hx}/closures/2026-03-11", json={"reason": "系统升级停办"}, headers=world.admin)
     assert r.status_code == 200, r.text
 
@@ -582,6 +604,50 @@ async def build(live: Live, platforms: Platforms) -> Matrix:
               no_owner="the probe before asks for this material of its own case"),
         probe("staff_dashboard.dashboard", "path:hall_id", Call("GET", f"{STAFF}/halls/{hx}/dashboard"),
               OTHER_HALL_AND_CLERK, "hx_admin"),
+        # Setting the hall up: for its hall admins (and admins), never another hall's or its clerks.
+        probe("staff_identity.add_staff", "path:hall_id", Call("POST", f"{STAFF}/halls/{hx}/staff", {
+            "username": "hx.new.clerk", "display_name": "新窗口人员", "role": "clerk"}), OTHER_HALL_AND_CLERK,
+              "hx_admin"),
+        probe("staff_identity.list_staff", "path:hall_id", Call("GET", f"{STAFF}/halls/{hx}/staff"),
+              OTHER_HALL_AND_CLERK, "hx_admin"),
+        probe("staff_halls.edit_hall", "path:hall_id", Call("PATCH", f"{STAFF}/halls/{hx}", {
+            "address": "杭州市西湖区转塘街道象山路1号"}), OTHER_HALL_AND_CLERK, "hx_admin"),
+        probe("staff_halls.setup", "path:hall_id", Call("GET", f"{STAFF}/halls/{hx}/setup"), OTHER_HALL_AND_CLERK,
+              "hx_admin"),
+        probe("staff_halls.add_counter", "path:hall_id", Call("POST", f"{STAFF}/halls/{hx}/counters", {
+            "number": 9, "name": "9号窗口", "groups": ["A"]}), OTHER_HALL_AND_CLERK, "hx_admin"),
+        probe("staff_halls.edit_counter", {"path:hall_id", "path:counter_id"},
+              Call("PATCH", f"{STAFF}/halls/{hx}/counters/{counter}", {"name": "综合受理一号窗口"}),
+              OTHER_HALL_AND_CLERK, "hx_admin"),
+        # HY's admin names HX's counter under its own hall: not one of HY's counters.
+        probe("staff_halls.edit_counter", "path:counter_id",
+              Call("PATCH", f"{STAFF}/halls/{hy}/counters/{counter}", {"active": False}), OTHER_HALL_AND_CLERK,
+              None, no_owner="the probe before renames this counter under its own hall"),
+        probe("staff_halls.hours", "path:hall_id", Call("GET", f"{STAFF}/halls/{hx}/hours"), OTHER_HALL_AND_CLERK,
+              "hx_admin"),
+        probe("staff_halls.set_hours", "path:hall_id", Call("PUT", f"{STAFF}/halls/{hx}/hours", {"days": [
+            {"weekday": d, "periods": [{"opens": "08:30", "closes": "12:00"}, {"opens": "13:30", "closes": "17:00"}]}
+            for d in range(5)]}), OTHER_HALL_AND_CLERK, "hx_admin"),
+        probe("staff_halls.put_special_hours", {"path:hall_id", "path:day"},
+              Call("PUT", f"{STAFF}/halls/{hx}/special-hours/2026-03-12", {
+                  "periods": [{"opens": "09:00", "closes": "11:00"}], "reason": "下午防汛演练"}),
+              OTHER_HALL_AND_CLERK, "hx_admin"),
+        probe("staff_halls.list_special_hours", "path:hall_id", Call("GET", f"{STAFF}/halls/{hx}/special-hours"),
+              OTHER_HALL_AND_CLERK, "hx_admin"),
+        probe("staff_halls.day", {"path:hall_id", "path:day"}, Call("GET", f"{STAFF}/halls/{hx}/days/2026-03-12"),
+              OTHER_HALL_AND_CLERK, "hx_admin"),
+        probe("staff_halls.delete_special_hours", {"path:hall_id", "path:day"},
+              Call("DELETE", f"{STAFF}/halls/{hx}/special-hours/2026-03-12"), OTHER_HALL_AND_CLERK, "hx_admin"),
+        probe("staff_halls.items", "path:hall_id", Call("GET", f"{STAFF}/halls/{hx}/items"), OTHER_HALL_AND_CLERK,
+              "hx_admin"),
+        probe("staff_halls.set_items", "path:hall_id", Call("PUT", f"{STAFF}/halls/{hx}/items", {
+            "items": [RESIDENCE, LICENCE, SIMPLE, CERT_ITEM]}), OTHER_HALL_AND_CLERK, "hx_admin"),
+        probe("staff_booking.rules", "path:hall_id", Call("GET", f"{STAFF}/halls/{hx}/booking-rules"),
+              OTHER_HALL_AND_CLERK, "hx_admin"),
+        probe("staff_booking.reset_rule", "path:hall_id",
+              Call("DELETE", f"{STAFF}/halls/{hx}/items/{SIMPLE}/booking-rule"), OTHER_HALL_AND_CLERK, "hx_admin"),
+        probe("staff_booking.walk_in_ticket", "path:hall_id", Call("POST", f"{STAFF}/halls/{hx}/tickets", {
+            "group": "A"}), OTHER_HALL, "hx_clerk"),
         # Last: the owner's revocation ends the certificate the requests above attach.
         probe("staff_cases.revoke", "path:cert_no",
               Call("POST", f"{STAFF}/certificates/{cert['cert_no']}/revoke", {"reason": "证照信息有误"}),
