@@ -499,6 +499,11 @@ async def set_rule(*, hall_id: int, item_code: str | None, values: dict[str, int
     unknown = set(values) - set(RULE_FIELDS)
     if unknown:
         raise ValueError(f"not rule fields: {sorted(unknown)}")
+    if not values:
+        # Nothing to change: the rule as it applies, and no row made for it.
+        current = await rule_for(hall_id=hall_id, item_id=item_id) if item_id is not None else (
+            await BookingRule.filter(hall_id=hall_id, item_id=None).first() or DEFAULT_RULE)
+        return {"hall_id": hall_id, "item": item_code, **describe_rule(current)}
     async with db.transaction() as tx:
         rule = await BookingRule.filter(hall_id=hall_id, item_id=item_id).using_db(tx).select_for_update().first()
         before = describe_rule(rule) if rule else None
