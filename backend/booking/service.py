@@ -181,11 +181,13 @@ return redis.call('DECR', KEYS[1])
 
 async def _gate_take(redis: Redis, slot_id: int) -> bool:
     key = f"{GATE}{slot_id}"
-    result = int(await redis.eval(_TAKE, 1, key))
-    if result == -2:
-        await rebuild_gate(redis, slot_id)
+    for _ in range(3):
         result = int(await redis.eval(_TAKE, 1, key))
-    return result >= 0
+        if result != -2:
+            return result >= 0
+        # Missing: rebuilt from the database (a change of hours drops the gates of its day, maybe just now).
+        await rebuild_gate(redis, slot_id)
+    return True  # still missing: the database's seat count decides
 
 
 async def rebuild_gate(redis: Redis, slot_id: int) -> None:
