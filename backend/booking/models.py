@@ -99,6 +99,10 @@ class Appointment(Model):
     checked_in_at = fields.DatetimeField(null=True)
     no_show_at = fields.DatetimeField(null=True)
     reminded = fields.BooleanField(default=False)
+    # The appointment this one replaced (a reschedule): unique, so an appointment is moved at most once.
+    rescheduled_from: fields.OneToOneNullableRelation[Appointment] = fields.OneToOneField(
+        "palmhall.Appointment", related_name="rescheduled_to", null=True, on_delete=fields.RESTRICT
+    )
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:

@@ -162,3 +162,29 @@ class LinkChallenge(Model):
 
     class Meta:
         table = "link_challenge"
+
+
+class KioskCode(Model):
+    """What a resident shows a kiosk (as a QR from the mini program) so the kiosk may act for them, for one
+    purpose, once, within minutes: never their access token, which would open everything. Only the SHA-256 of
+    the code is kept."""
+
+    id = fields.BigIntField(primary_key=True)
+    code_hash = fields.CharField(max_length=64, unique=True)
+    resident: fields.ForeignKeyRelation[Resident] = fields.ForeignKeyField(
+        "palmhall.Resident", related_name="kiosk_codes", on_delete=fields.CASCADE
+    )
+    purpose = fields.CharField(max_length=32)
+    # Only kiosks of this hall may use it, when the resident named one.
+    hall: fields.ForeignKeyNullableRelation[Model] = fields.ForeignKeyField(
+        "palmhall.Hall", related_name="kiosk_codes", null=True, on_delete=fields.CASCADE
+    )
+    # The login session that made it: ending that session ends the code too.
+    family = fields.CharField(max_length=32, null=True)
+    expires_at = fields.DatetimeField()
+    used_at = fields.DatetimeField(null=True)
+    used_by = fields.CharField(max_length=32, null=True)  # the kiosk's device id
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "kiosk_code"
