@@ -17,6 +17,7 @@ from backend.settings import Settings
 WRITE_LIMITS: dict[str, tuple[str, str]] = {
     "mp_booking.book": ("booking", "rate_booking_resident"),
     "mp_booking.cancel": ("booking", "rate_booking_resident"),
+    "mp_booking.reschedule": ("booking", "rate_booking_resident"),
     "mp_cases.apply": ("cases", "rate_case_resident"),
     "mp_cases.corrections": ("cases", "rate_case_resident"),
     "mp_cases.withdraw": ("cases", "rate_case_resident"),

@@ -8,6 +8,14 @@ from backend.bounds import Input
 from backend.identity.personal import IdNumber, Phone, validate_name
 
 
+class Page(Input):
+    """The paging of a list: every paged list answers it back with the `total`."""
+
+    model_config = ConfigDict(extra="ignore")
+    limit: int = Field(default=20, ge=1, le=100)
+    offset: int = Field(default=0, ge=0, le=1_000_000)
+
+
 class WeChatLogin(Input):
     model_config = ConfigDict(extra="forbid")
     code: str = Field(min_length=1, max_length=128, description="the code from wx.login")

@@ -141,6 +141,9 @@ MATRIX: dict[str, Entry] = {
     "mp_cases.evaluate": entry("path:case_no"),
     "mp_cases.complain": entry("body:case_no", public={"body:hall_id": "the hall complained about: any may be"}),
     "mp_booking.cancel": entry("path:appointment_id"),
+    "mp_booking.detail": entry("path:appointment_id"),
+    "mp_booking.reschedule": entry("path:appointment_id", public={
+        "body:slot_id": "a slot the hall publishes as available: any resident may book it"}),
     "mp_booking.qr_png": entry("path:appointment_id"),
     "mp_booking.qr_svg": entry("path:appointment_id"),
     "mp_payments.pay": entry("body:case_no"),
@@ -441,11 +444,13 @@ async def build(live: Live, platforms: Platforms) -> Matrix:
     reuse = next(m["reuse_id"] for m in library["materials"] if m["code"] == "ID")
     cert = (await c.get(f"{MP}/certificates", headers=a.headers)).json()["certificates"][0]
 
-    # A's appointments today in HX (one a day per item): one to check in now, one to cancel before its cut-off.
-    appointments = {}
-    for at, item in (("09:00", RESIDENCE), ("16:30", SIMPLE)):
+    # A's appointments today in HX (one a day per item): one to check in now, one to cancel before its cut-off,
+    # one to move to 15:30.
+    appointments, later = {}, {}
+    for at, item in (("09:00", RESIDENCE), ("16:30", SIMPLE), ("15:00", LICENCE)):
         r = await c.get(f"/api/v1/halls/{hx}/availability", params={"item": item, "date": "2026-03-02"})
         slot = next(s["slot_id"] for s in r.json()["slots"] if s["starts_at"][11:16] == at)
+        later[at] = next(s["slot_id"] for s in r.json()["slots"] if s["starts_at"][11:16] == "15:30")
         r = await c.post(f"{MP}/appointments", json={"slot_id": slot}, headers={**a.headers, **key()})
         assert r.status_code == 201, r.text
         appointments[at] = r.json()
@@ -515,6 +520,11 @@ async def build(live: Live, platforms: Platforms) -> Matrix:
               Call("GET", f"{MP}/appointments/{appointments['16:30']['id']}/qr.png"), OTHER_RESIDENT, "a"),
         probe("mp_booking.qr_svg", "path:appointment_id",
               Call("GET", f"{MP}/appointments/{appointments['16:30']['id']}/qr.svg"), OTHER_RESIDENT, "a"),
+        probe("mp_booking.detail", "path:appointment_id",
+              Call("GET", f"{MP}/appointments/{appointments['16:30']['id']}"), OTHER_RESIDENT, "a"),
+        probe("mp_booking.reschedule", "path:appointment_id",
+              Call("POST", f"{MP}/appointments/{appointments['15:00']['id']}/reschedule",
+                   {"slot_id": later["15:00"]}, headers=key()), OTHER_RESIDENT, "a"),
         probe("mp_booking.cancel", "path:appointment_id",
               Call("DELETE", f"{MP}/appointments/{appointments['16:30']['id']}"), OTHER_RESIDENT, "a"),
         probe("mp_payments.pay", "body:case_no",

@@ -1,10 +1,10 @@
-"""Booking: availability, rush-proof appointments, cancellation with cool-down, no-shows, check-in."""
+"""Booking: availability, rush-proof appointments, rescheduling, cancellation with cool-down, no-shows, check-in."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -19,6 +19,7 @@ from backend import clock, db
 from backend.audit import service as audit
 from backend.booking.models import Appointment, AppointmentStatus, BookingBar, BookingRule, Slot
 from backend.catalog import hours
+from backend.catalog import service as catalog
 from backend.catalog.hours import Span
 from backend.catalog.models import Hall, ServiceItem
 from backend.clock import SHANGHAI
@@ -44,6 +45,10 @@ register_codes({
     "booking.cancel_too_late": (409, "已过取消截止时间，不能取消"),
     "booking.not_bookable_item": (422, "该事项不支持在此大厅预约"),
     "booking.rule_not_found": (404, "该事项没有单独的预约规则，已按大厅默认规则预约"),
+    "booking.not_reschedulable": (409, "该预约当前状态不能改约"),
+    "booking.change_too_late": (409, "已过改约截止时间，不能改约"),
+    "booking.same_slot": (422, "新时段与原预约时段相同"),
+    "booking.other_item": (422, "改约只能改到同一事项的其他时段；办理其他事项请另行预约"),
 })
 
 GATE = "palmhall:booking:slot_left:"
@@ -223,13 +228,22 @@ async def book(
     known = await redis.get(idem_key)
     if known is not None:
         return await _replay(resident_id, idempotency_key, fingerprint), False
-    # A rush on a full slot ends here, without touching the database (a retry of a booking that
-    # succeeded was answered above from its Redis record).
+    appointment, created = await _through_gate(redis, slot_id, lambda: _book_in_db(
+        resident_id=resident_id, person_hash=person_hash, slot_id=slot_id, idempotency_key=idempotency_key,
+        fingerprint=fingerprint))
+    await redis.set(idem_key, appointment.id, ex=IDEMPOTENT_TTL)
+    return appointment, created
+
+
+async def _through_gate(redis: Redis, slot_id: int,
+                        attempt: Callable[[], Awaitable[tuple[Appointment, bool]]]) -> tuple[Appointment, bool]:
+    """Take a seat at the Redis gate, then `attempt` the database's seat; the gate follows the outcome."""
+    # A rush on a full slot ends here, without touching the database (a retry of a request that
+    # succeeded was answered before from its Redis record).
     if not await _gate_take(redis, slot_id):
         raise DomainError("booking.slot_full")
     try:
-        appointment, created = await _book_in_db(resident_id=resident_id, person_hash=person_hash, slot_id=slot_id,
-                                                 idempotency_key=idempotency_key, fingerprint=fingerprint)
+        appointment, created = await attempt()
     except DomainError as exc:
         if exc.code == "booking.slot_full":
             # The database says full: the gate was stale (e.g. rebuilt late). Close it.
@@ -242,7 +256,6 @@ async def book(
         raise
     if not created:
         await _gate_give_back(redis, slot_id)
-    await redis.set(idem_key, appointment.id, ex=IDEMPOTENT_TTL)
     return appointment, created
 
 
@@ -261,43 +274,62 @@ async def _lock_person(tx: BaseDBAsyncClient, person_hash: str) -> None:
         await tx.execute_query("SELECT pg_advisory_xact_lock(hashtext($1))", [f"booking:{person_hash}"])
 
 
-async def _book_in_db(*, resident_id: int, person_hash: str, slot_id: int, idempotency_key: str,
-                      fingerprint: str) -> tuple[Appointment, bool]:
-    slot = await Slot.get_or_none(id=slot_id)
-    if slot is None:
-        raise DomainError("booking.slot_not_found")
+async def _bookable_slot(slot: Slot, *, person_hash: str, now: datetime) -> BookingRule:
+    """What a slot must be for this person to take a seat in it (book or reschedule); its rule."""
     rule = await rule_for(hall_id=slot.hall_id, item_id=slot.item_id)  # type: ignore[attr-defined]
-    now = clock.now()
     _check_horizon(slot.day, rule, now)
     if slot.starts_at < now + timedelta(minutes=rule.min_notice_minutes):
         raise DomainError("booking.too_late")
     bar = await active_bar(person_hash=person_hash)
     if bar is not None:
         raise DomainError("booking.barred", details={"reason": bar.reason, "until": bar.ends_at.isoformat()})
+    return rule
+
+
+async def _same_request(tx: BaseDBAsyncClient, resident_id: int, idempotency_key: str,
+                        fingerprint: str) -> Appointment | None:
+    """The appointment this Idempotency-Key already made (the same request again), else None."""
+    existing = await Appointment.filter(resident_id=resident_id, idempotency_key=idempotency_key).using_db(tx).first()
+    if existing is not None and existing.request_hash != fingerprint:
+        raise DomainError("booking.idempotency_conflict")
+    return existing
+
+
+async def _take_seat(tx: BaseDBAsyncClient, slot: Slot, rule: BookingRule, *, person_hash: str,
+                     now: datetime) -> None:
+    """The hall open at the slot's time, the person's limits, then the seat (under the person's lock, in the
+    caller's transaction): a booking and a reschedule alike."""
+    # After a change of hours commits (and cancels what it leaves out), never before: see lock_hall_days.
+    await lock_hall_days(tx, slot.hall_id, shared=True)  # type: ignore[attr-defined]
+    periods = await calendar.opening_hours(hall_id=slot.hall_id, day=slot.day, using_db=tx)  # type: ignore[attr-defined]
+    if not periods:
+        raise DomainError("booking.hall_closed")
+    if not within(slot, periods):
+        raise DomainError("booking.slot_closed")
+    active = Appointment.filter(person_hash=person_hash, status=AppointmentStatus.BOOKED).using_db(tx)
+    if await active.filter(day=slot.day, item_id=slot.item_id).exists():  # type: ignore[attr-defined]
+        raise DomainError("booking.duplicate_item_day")
+    if await active.filter(slot__ends_at__gt=now).count() >= rule.max_active_per_person:
+        raise DomainError("booking.limit_reached", details={"max_active": rule.max_active_per_person})
+    # The seat itself: a conditional update that can never take the count past capacity.
+    took = await Slot.filter(id=slot.id, booked__lt=F("capacity")).using_db(tx).update(booked=F("booked") + 1)
+    if not took:
+        raise DomainError("booking.slot_full")
+
+
+async def _book_in_db(*, resident_id: int, person_hash: str, slot_id: int, idempotency_key: str,
+                      fingerprint: str) -> tuple[Appointment, bool]:
+    slot = await Slot.get_or_none(id=slot_id)
+    if slot is None:
+        raise DomainError("booking.slot_not_found")
+    now = clock.now()
+    rule = await _bookable_slot(slot, person_hash=person_hash, now=now)
     async with db.transaction() as tx:
         await _lock_person(tx, person_hash)
-        # After a change of hours commits (and cancels what it leaves out), never before: see lock_hall_days.
-        await lock_hall_days(tx, slot.hall_id, shared=True)  # type: ignore[attr-defined]
-        periods = await calendar.opening_hours(hall_id=slot.hall_id, day=slot.day, using_db=tx)  # type: ignore[attr-defined]
-        if not periods:
-            raise DomainError("booking.hall_closed")
-        if not within(slot, periods):
-            raise DomainError("booking.slot_closed")
-        existing = await Appointment.filter(resident_id=resident_id,
-                                            idempotency_key=idempotency_key).using_db(tx).first()
+        existing = await _same_request(tx, resident_id, idempotency_key, fingerprint)
         if existing is not None:
-            if existing.request_hash != fingerprint:
-                raise DomainError("booking.idempotency_conflict")
             return existing, False
-        active = Appointment.filter(person_hash=person_hash, status=AppointmentStatus.BOOKED).using_db(tx)
-        if await active.filter(day=slot.day, item_id=slot.item_id).exists():  # type: ignore[attr-defined]
-            raise DomainError("booking.duplicate_item_day")
-        if await active.filter(slot__ends_at__gt=now).count() >= rule.max_active_per_person:
-            raise DomainError("booking.limit_reached", details={"max_active": rule.max_active_per_person})
-        # The seat itself: a conditional update that can never take the count past capacity.
-        took = await Slot.filter(id=slot.id, booked__lt=F("capacity")).using_db(tx).update(booked=F("booked") + 1)
-        if not took:
-            raise DomainError("booking.slot_full")
+        await _take_seat(tx, slot, rule, person_hash=person_hash, now=now)
         try:
             appointment = await Appointment.create(
                 resident_id=resident_id, person_hash=person_hash, hall_id=slot.hall_id,  # type: ignore[attr-defined]
@@ -338,8 +370,8 @@ async def own_appointment(*, resident_id: int, appointment_id: int) -> Appointme
     return appointment
 
 
-async def describe(appointment: Appointment) -> dict[str, Any]:
-    await appointment.fetch_related("slot", "item", "hall")
+def _card(appointment: Appointment, *, rescheduled_to: int | None) -> dict[str, Any]:
+    """What every answer about an appointment shows; its slot, item and hall already loaded."""
     slot: Slot = appointment.slot
     return {
         "id": appointment.id, "status": appointment.status.value,
@@ -352,12 +384,140 @@ async def describe(appointment: Appointment) -> dict[str, Any]:
         # "resident" or "hall" (a closure or new hours), and the hall's reason.
         "cancelled_by": appointment.cancelled_by, "cancel_reason": appointment.cancel_reason,
         "checked_in_at": appointment.checked_in_at.isoformat() if appointment.checked_in_at else None,
+        # A reschedule: the appointment this one replaced, and the one that replaced this (cancelled) one.
+        "rescheduled_from": appointment.rescheduled_from_id,  # type: ignore[attr-defined]
+        "rescheduled_to": rescheduled_to,
     }
 
 
-async def list_own(*, resident_id: int) -> list[dict[str, Any]]:
-    rows = await Appointment.filter(resident_id=resident_id).order_by("-created_at").limit(100)
-    return [await describe(a) for a in rows]
+async def describe(appointment: Appointment) -> dict[str, Any]:
+    await appointment.fetch_related("slot", "item", "hall")
+    moved: Any = await Appointment.filter(rescheduled_from_id=appointment.id).first().values_list("id", flat=True)
+    return _card(appointment, rescheduled_to=int(moved) if moved is not None else None)
+
+
+async def list_own(*, resident_id: int, limit: int = 20, offset: int = 0) -> dict[str, Any]:
+    """One page of the resident's appointments, newest first, and how many there are: a fixed number of
+    queries whatever the page holds."""
+    query = Appointment.filter(resident_id=resident_id)
+    total = await query.count()
+    rows = await query.order_by("-created_at", "-id").offset(offset).limit(limit).select_related(
+        "slot", "item", "hall")
+    moved = dict(await Appointment.filter(rescheduled_from_id__in=[a.id for a in rows]).values_list(
+        "rescheduled_from_id", "id")) if rows else {}
+    return {"appointments": [_card(a, rescheduled_to=moved.get(a.id)) for a in rows], "total": total,
+            "limit": limit, "offset": offset}
+
+
+def _change_cutoff(slot: Slot, rule: BookingRule) -> datetime:
+    """Until when an appointment may be cancelled or moved."""
+    return slot.starts_at - timedelta(minutes=rule.cancel_cutoff_minutes)
+
+
+async def own_detail(*, resident_id: int, appointment_id: int) -> dict[str, Any]:
+    """One of the resident's appointments, with what they need to come: the check-in window, the hall's
+    address, what to bring (the item's checklist), until when it may be changed."""
+    appointment = await own_appointment(resident_id=resident_id, appointment_id=appointment_id)
+    card = await describe(appointment)
+    slot: Slot = appointment.slot
+    hall: Hall = appointment.hall  # type: ignore[assignment]
+    rule = await rule_for(hall_id=hall.id, item_id=slot.item_id)  # type: ignore[attr-defined]
+    guide = await catalog.get_guide(code=appointment.item.code)  # type: ignore[attr-defined]
+    card["hall"] = {"id": hall.id, "name": hall.name, "address": hall.address}
+    card["checkin_window"] = {
+        "from": (slot.starts_at - timedelta(minutes=rule.checkin_early_minutes)).astimezone(SHANGHAI).isoformat(),
+        "to": (slot.starts_at + timedelta(minutes=rule.checkin_late_minutes)).astimezone(SHANGHAI).isoformat()}
+    card["change_until"] = _change_cutoff(slot, rule).astimezone(SHANGHAI).isoformat()
+    card["bring"] = [{key: m.get(key) for key in ("code", "name", "form", "form_label", "copies", "required",
+                                                  "certificate_type", "note")} for m in guide["materials"]]
+    return card
+
+
+# ---- rescheduling ---------------------------------------------------------------------------
+
+
+async def reschedule(
+    *, resident_id: int, person_hash: str, appointment_id: int, slot_id: int, idempotency_key: str,
+    fingerprint: str, redis: Redis,
+) -> tuple[Appointment, bool]:
+    """Move a booked appointment to another slot of the same item in one step; returns (new appointment,
+    created), and the same key and body give the same new appointment.
+
+    The new seat is taken and the old appointment given up in one transaction, under every limit a booking
+    has (the new slot's notice, horizon, opening and the person's bar, one a day per item, active count) and
+    the old one's cut-off for changes; the Redis gate guards the new seat as it guards a booking. The old
+    seat goes back to others after the cool-down, like a cancelled one's, so a move cannot hand a seat over.
+    """
+    idem_key = f"{IDEMPOTENT}{resident_id}:{idempotency_key}"
+    if await redis.get(idem_key) is not None:
+        return await _replay(resident_id, idempotency_key, fingerprint), False
+    old = await own_appointment(resident_id=resident_id, appointment_id=appointment_id)
+    if old.status != AppointmentStatus.BOOKED:
+        # A retry of the move that ended it is answered from the database when Redis lost its record.
+        if old.status == AppointmentStatus.CANCELLED:
+            again = await Appointment.filter(resident_id=resident_id, idempotency_key=idempotency_key,
+                                             rescheduled_from_id=old.id).first()
+            if again is not None:
+                return await _replay(resident_id, idempotency_key, fingerprint), False
+        raise DomainError("booking.not_reschedulable", details={"status": old.status.value})
+    appointment, created = await _through_gate(redis, slot_id, lambda: _reschedule_in_db(
+        resident_id=resident_id, person_hash=person_hash, old=old, slot_id=slot_id,
+        idempotency_key=idempotency_key, fingerprint=fingerprint))
+    await redis.set(idem_key, appointment.id, ex=IDEMPOTENT_TTL)
+    return appointment, created
+
+
+async def _reschedule_in_db(*, resident_id: int, person_hash: str, old: Appointment, slot_id: int,
+                            idempotency_key: str, fingerprint: str) -> tuple[Appointment, bool]:
+    slot = await Slot.get_or_none(id=slot_id)
+    if slot is None:
+        raise DomainError("booking.slot_not_found")
+    if slot.id == old.slot_id:  # type: ignore[attr-defined]
+        raise DomainError("booking.same_slot")
+    if slot.item_id != old.item_id:  # type: ignore[attr-defined]
+        raise DomainError("booking.other_item")
+    old_slot = await Slot.get(id=old.slot_id)  # type: ignore[attr-defined]
+    now = clock.now()
+    cutoff = _change_cutoff(old_slot, await rule_for(hall_id=old_slot.hall_id,  # type: ignore[attr-defined]
+                                                     item_id=old_slot.item_id))  # type: ignore[attr-defined]
+    if now > cutoff:
+        raise DomainError("booking.change_too_late", details={"cutoff": cutoff.astimezone(SHANGHAI).isoformat()})
+    rule = await _bookable_slot(slot, person_hash=person_hash, now=now)
+    async with db.transaction() as tx:
+        await _lock_person(tx, person_hash)
+        existing = await _same_request(tx, resident_id, idempotency_key, fingerprint)
+        if existing is not None:
+            return existing, False
+        # Given up first, inside the transaction: the limits below count the person's other appointments.
+        given_up = await Appointment.filter(id=old.id, status=AppointmentStatus.BOOKED).using_db(tx).update(
+            status=AppointmentStatus.CANCELLED, cancelled_at=now)
+        if not given_up:
+            raise DomainError("booking.not_reschedulable")
+        await _take_seat(tx, slot, rule, person_hash=person_hash, now=now)
+        try:
+            appointment = await Appointment.create(
+                resident_id=resident_id, person_hash=person_hash, hall_id=slot.hall_id,  # type: ignore[attr-defined]
+                item_id=slot.item_id, slot_id=slot.id, day=slot.day,  # type: ignore[attr-defined]
+                idempotency_key=idempotency_key, request_hash=fingerprint, rescheduled_from_id=old.id, using_db=tx,
+            )
+        except IntegrityError:
+            raise DomainError("booking.idempotency_conflict", message="重复的改约请求，请稍后查看预约列表") from None
+        item = await ServiceItem.get(id=slot.item_id).using_db(tx)  # type: ignore[attr-defined]
+        await audit.record(using_db=tx, actor_kind="resident", actor_id=resident_id,
+                           action="appointment.rescheduled", target_kind="appointment", target_id=old.id,
+                           details={"to": appointment.id, "from_slot_id": old_slot.id, "slot_id": slot.id})
+        await audit.record(using_db=tx, actor_kind="resident", actor_id=resident_id, action="appointment.booked",
+                           target_kind="appointment", target_id=appointment.id,
+                           details={"slot_id": slot.id, "item": item.code, "rescheduled_from": old.id})
+        # The old one ends as a cancellation and the new one starts as a booking, each linked to the other:
+        # whoever follows appointments (the main hall, notifications) sees both.
+        await outbox.emit("appointment.cancelled", {**_event(old, old_slot, item.code), "by": "resident",
+                                                    "rescheduled_to": appointment.id},
+                          using_db=tx, ordering_key=f"appointment:{old.id}")
+        await outbox.emit("appointment.booked", {**_event(appointment, slot, item.code),
+                                                 "rescheduled_from": old.id},
+                          using_db=tx, ordering_key=f"appointment:{appointment.id}")
+    return appointment, True
 
 
 async def cancel(*, resident_id: int, appointment_id: int) -> Appointment:
