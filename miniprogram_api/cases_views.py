@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json, raw
 from sanic_ext import openapi
 
-from backend.bounds import Input
 from backend.cases import evaluation, files
 from backend.cases import service as cases
 from backend.cases.models import CaseChannel
@@ -15,19 +14,17 @@ from backend.cases.schemas import CaseIn, ComplaintIn, CorrectionIn, EvaluationI
 from backend.errors import DomainError
 from backend.http import body, parse
 from miniprogram_api.auth import resident_id
+from miniprogram_api.schemas import Page
 
 bp = Blueprint("mp_cases")
 
 
-class Page(Input):
-    model_config = ConfigDict(extra="ignore")
-    limit: int = Field(default=20, ge=1, le=100)
-    offset: int = Field(default=0, ge=0)
-
-
-class LibraryQuery(Input):
-    model_config = ConfigDict(extra="ignore")
+class LibraryQuery(Page):
     item: str | None = Field(default=None, max_length=40)
+
+
+def _args(request: Request) -> dict[str, str | None]:
+    return {k: request.args.get(k) for k in request.args}
 
 
 def _links(request: Request) -> dict[str, str]:
@@ -82,14 +79,18 @@ async def upload_file(request: Request, upload_id: int) -> HTTPResponse:
 
 @bp.get("/materials")
 @openapi.summary("Material library: accepted materials and e-certificates that can be attached again")
-@openapi.description("With `item`, each entry says which checklist entries of that item it suits.")
+@openapi.description("With `item`, each entry says which checklist entries of that item it suits. `materials` "
+                     "is one page (`limit`, `offset`) of `total`; `certificates` lists every current one.")
 @openapi.tag("mini program")
 @openapi.secured("resident")
 @openapi.parameter("item", str, "query")
+@openapi.parameter("limit", int, "query")
+@openapi.parameter("offset", int, "query")
 async def library(request: Request) -> HTTPResponse:
-    q = parse(LibraryQuery, {k: request.args.get(k) for k in request.args})
+    q = parse(LibraryQuery, _args(request))
     return json(await cases.material_library(resident_id=resident_id(request), item_code=q.item,
-                                             keyring=request.app.ctx.keyring, **_links(request)), ensure_ascii=False)
+                                             keyring=request.app.ctx.keyring, limit=q.limit, offset=q.offset,
+                                             **_links(request)), ensure_ascii=False)
 
 
 @bp.post("/cases")
@@ -107,13 +108,16 @@ async def apply(request: Request, payload: CaseIn) -> HTTPResponse:
 
 
 @bp.get("/cases")
-@openapi.summary("Own cases, including those a counter opened with this resident's ID number")
+@openapi.summary("Own cases, including those a counter opened with this resident's ID number: one page "
+                 "(`limit`, `offset`) with the `total`")
 @openapi.tag("mini program")
 @openapi.secured("resident")
+@openapi.parameter("limit", int, "query")
+@openapi.parameter("offset", int, "query")
 async def list_cases(request: Request) -> HTTPResponse:
-    page = parse(Page, {k: request.args.get(k) for k in request.args})
-    return json({"cases": await cases.list_own(resident_id=resident_id(request), limit=page.limit,
-                                               offset=page.offset)}, ensure_ascii=False)
+    page = parse(Page, _args(request))
+    return json(await cases.list_own(resident_id=resident_id(request), limit=page.limit, offset=page.offset),
+                ensure_ascii=False)
 
 
 @bp.get("/cases/<case_no:case_no>")
@@ -167,18 +171,26 @@ async def complain(request: Request, payload: ComplaintIn) -> HTTPResponse:
 
 
 @bp.get("/complaints")
-@openapi.summary("Own complaints and questions with their answers")
+@openapi.summary("Own complaints and questions with their answers: one page (`limit`, `offset`) with the `total`")
 @openapi.tag("mini program")
 @openapi.secured("resident")
+@openapi.parameter("limit", int, "query")
+@openapi.parameter("offset", int, "query")
 async def list_complaints(request: Request) -> HTTPResponse:
-    return json({"complaints": await evaluation.own_complaints(resident_id=resident_id(request))},
-                ensure_ascii=False)
+    page = parse(Page, _args(request))
+    return json(await evaluation.own_complaints(resident_id=resident_id(request), limit=page.limit,
+                                                offset=page.offset), ensure_ascii=False)
 
 
 @bp.get("/certificates")
-@openapi.summary("Own e-certificates, each with its verification QR link")
+@openapi.summary("Own e-certificates, each with its verification QR link: one page (`limit`, `offset`) with the "
+                 "`total`")
 @openapi.tag("mini program")
 @openapi.secured("resident")
+@openapi.parameter("limit", int, "query")
+@openapi.parameter("offset", int, "query")
 async def list_certificates(request: Request) -> HTTPResponse:
-    return json({"certificates": await cases.own_certificates(
-        resident_id=resident_id(request), keyring=request.app.ctx.keyring, **_links(request))}, ensure_ascii=False)
+    page = parse(Page, _args(request))
+    return json(await cases.own_certificates(resident_id=resident_id(request), keyring=request.app.ctx.keyring,
+                                             limit=page.limit, offset=page.offset, **_links(request)),
+                ensure_ascii=False)

@@ -43,9 +43,13 @@ def _policy() -> service.Policy:
 
 
 @bp.get("/inbox")
-@openapi.summary("Own messages, newest first, with the unread count")
+@openapi.summary("Own messages, newest first, with the unread count: one page (`limit` from `before_id`) with the "
+                 "`total` and `next_before_id`")
 @openapi.tag("mini program")
 @openapi.secured("resident")
+@openapi.parameter("unread", bool, "query")
+@openapi.parameter("limit", int, "query")
+@openapi.parameter("before_id", int, "query")
 async def inbox(request: Request) -> HTTPResponse:
     q = parse(InboxQuery, {k: request.args.get(k) for k in request.args})
     return json(await service.inbox(resident_id=resident_id(request), unread_only=q.unread, limit=q.limit,

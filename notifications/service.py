@@ -480,14 +480,19 @@ def _inbox_item(n: Notification) -> dict[str, Any]:
 
 async def inbox(*, resident_id: int, unread_only: bool = False, limit: int = 50, before_id: int | None = None
                 ) -> dict[str, Any]:
+    """One page of the resident's messages, newest first: `total` counts the messages shown (all, or the unread
+    ones), `before_id` is where the page starts, and `next_before_id` where the next one does (None at the end)."""
     query = Notification.filter(resident_id=resident_id, channel=NotifyChannel.INBOX)
     unread = await query.filter(read_at__isnull=True).count()
     if unread_only:
         query = query.filter(read_at__isnull=True)
-    if before_id is not None:
-        query = query.filter(id__lt=before_id)
-    rows = await query.order_by("-id").limit(limit)
-    return {"items": [_inbox_item(n) for n in rows], "unread": unread}
+    total = unread if unread_only else await query.count()
+    page = query.filter(id__lt=before_id) if before_id is not None else query
+    rows = await page.order_by("-id").limit(limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"items": [_inbox_item(n) for n in rows], "unread": unread, "total": total, "limit": limit,
+            "before_id": before_id, "next_before_id": rows[-1].id if more else None}
 
 
 async def mark_read(*, resident_id: int, notification_id: int | None) -> int:

@@ -242,7 +242,7 @@ async def test_without_consent_nothing_goes_to_wechat_and_the_inbox_has_it(world
     assert (await world.live.client.post(f"/api/v1/mp/inbox/{item_id}/read", headers=other)).status_code == 404
     assert (await world.live.client.post(f"/api/v1/mp/inbox/{item_id}/read", headers=headers)).status_code == 200
     assert (await world.live.client.get("/api/v1/mp/inbox?unread=true", headers=headers)).json() == {
-        "items": [], "unread": 0}
+        "items": [], "unread": 0, "total": 0, "limit": 50, "before_id": None, "next_before_id": None}
 
 
 async def test_one_time_consent_allows_one_message_and_the_next_goes_to_inbox_or_sms(world: World) -> None:

@@ -215,9 +215,15 @@ def _holder_filter(resident_id: int, person_hash: str | None) -> Q:
 
 
 async def list_for_holder(*, resident_id: int, person_hash: str | None, keyring: KeyRing, secret: str,
-                          base_url: str) -> list[dict[str, Any]]:
-    rows = await Certificate.filter(_holder_filter(resident_id, person_hash)).order_by("-id")
+                          base_url: str, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+    """The holder's certificates, newest first (one page of them with `limit`)."""
+    query = Certificate.filter(_holder_filter(resident_id, person_hash)).order_by("-id").offset(offset)
+    rows = await (query.limit(limit) if limit is not None else query)
     return [describe(c, keyring=keyring, secret=secret, base_url=base_url) for c in rows]
+
+
+async def count_for_holder(*, resident_id: int, person_hash: str | None) -> int:
+    return await Certificate.filter(_holder_filter(resident_id, person_hash)).count()
 
 
 async def held(*, certificate_id: int, person_hash: str, using_db: BaseDBAsyncClient | None = None

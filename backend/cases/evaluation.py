@@ -199,8 +199,12 @@ def _complaint_out(c: Complaint) -> dict[str, Any]:
             "created_at": c.created_at.isoformat()}
 
 
-async def own_complaints(*, resident_id: int) -> list[dict[str, Any]]:
-    return [_complaint_out(c) for c in await Complaint.filter(resident_id=resident_id).order_by("-id")]
+async def own_complaints(*, resident_id: int, limit: int = 20, offset: int = 0) -> dict[str, Any]:
+    """One page of the resident's complaints and questions, newest first, and how many there are."""
+    query = Complaint.filter(resident_id=resident_id)
+    rows = await query.order_by("-id").offset(offset).limit(limit)
+    return {"complaints": [_complaint_out(c) for c in rows], "total": await query.count(), "limit": limit,
+            "offset": offset}
 
 
 async def hall_complaints(*, staff: StaffPrincipal, hall_id: int, state: TicketState | None,

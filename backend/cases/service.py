@@ -12,6 +12,7 @@ from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
+from tortoise.queryset import QuerySet
 
 from backend import clock, db, qr
 from backend.audit import service as audit
@@ -106,11 +107,15 @@ async def _person_hash(resident_id: int) -> str | None:
     return resident.id_number_hash
 
 
-async def own_certificates(*, resident_id: int, keyring: KeyRing, secret: str, base_url: str
-                           ) -> list[dict[str, Any]]:
-    """The e-certificates this resident holds (issued on cases in their name, wherever they applied)."""
-    return await certificates.list_for_holder(resident_id=resident_id, person_hash=await _person_hash(resident_id),
-                                              keyring=keyring, secret=secret, base_url=base_url)
+async def own_certificates(*, resident_id: int, keyring: KeyRing, secret: str, base_url: str, limit: int = 20,
+                           offset: int = 0) -> dict[str, Any]:
+    """One page of the e-certificates this resident holds (issued on cases in their name, wherever they applied)
+    and how many there are."""
+    person_hash = await _person_hash(resident_id)
+    rows = await certificates.list_for_holder(resident_id=resident_id, person_hash=person_hash, keyring=keyring,
+                                              secret=secret, base_url=base_url, limit=limit, offset=offset)
+    total = await certificates.count_for_holder(resident_id=resident_id, person_hash=person_hash)
+    return {"certificates": rows, "total": total, "limit": limit, "offset": offset}
 
 
 def _owner_filter(resident_id: int, person_hash: str | None) -> Q:
@@ -163,20 +168,24 @@ async def upload_content(*, resident_id: int, upload_id: int, store: FileStore) 
 # ---- the material library -------------------------------------------------------------------
 
 
-async def _reusable(person_hash: str, resident_id: int | None, using_db: BaseDBAsyncClient | None = None
-                    ) -> list[CaseMaterial]:
+def _reusable_query(person_hash: str, resident_id: int | None) -> QuerySet[CaseMaterial]:
     """Files of this person's earlier cases that a clerk accepted, newest first."""
     owner = Q(case__applicant_hash=person_hash)
     if resident_id is not None:
         owner |= Q(case__resident_id=resident_id)
-    return await (CaseMaterial.filter(owner, case__accepted_at__isnull=False, upload_id__isnull=False,
-                                      superseded=False)
-                  .using_db(using_db).prefetch_related("upload", "case").order_by("-id"))
+    return CaseMaterial.filter(owner, case__accepted_at__isnull=False, upload_id__isnull=False,
+                               superseded=False).order_by("-id")
+
+
+async def _reusable(person_hash: str, resident_id: int | None, using_db: BaseDBAsyncClient | None = None
+                    ) -> list[CaseMaterial]:
+    return await _reusable_query(person_hash, resident_id).using_db(using_db).prefetch_related("upload", "case")
 
 
 async def material_library(*, resident_id: int, item_code: str | None, keyring: KeyRing, secret: str,
-                           base_url: str) -> dict[str, Any]:
-    """What this resident can attach without uploading again: accepted materials and e-certificates."""
+                           base_url: str, limit: int = 20, offset: int = 0) -> dict[str, Any]:
+    """What this resident can attach without uploading again: one page of accepted materials (with their
+    `total`), and every current e-certificate."""
     person_hash = await _person_hash(resident_id)
     checklist: list[dict[str, Any]] = []
     if item_code:
@@ -187,13 +196,20 @@ async def material_library(*, resident_id: int, item_code: str | None, keyring: 
         by_name[entry["name"]].append(entry["code"])
         if entry.get("certificate_type"):
             by_cert[entry["certificate_type"]].append(entry["code"])
+    # The same file accepted twice under the same name is offered once (the newest): told apart on light rows
+    # of every candidate, then only the page's rows are read whole.
     seen: set[tuple[str, str]] = set()
+    offered: list[int] = []
+    for row_id, name, sha256 in await _reusable_query(person_hash or "", resident_id).values_list(
+            "id", "name", "upload__sha256"):
+        if (name, sha256) not in seen:
+            seen.add((name, sha256))
+            offered.append(row_id)
+    page = offered[offset:offset + limit]
+    rows = {m.id: m for m in await CaseMaterial.filter(id__in=page).prefetch_related("upload", "case")} if page else {}
     materials = []
-    for m in await _reusable(person_hash or "", resident_id):
+    for m in (rows[i] for i in page):
         upload: Upload = m.upload  # type: ignore[assignment]
-        if (m.name, upload.sha256) in seen:
-            continue  # the same file accepted twice under the same name is offered once
-        seen.add((m.name, upload.sha256))
         materials.append({
             "reuse_id": m.id, "name": m.name, "code": m.code, "file_name": upload.display_name,
             "content_type": upload.content_type, "size": upload.size, "from_case": m.case.case_no,
@@ -203,7 +219,7 @@ async def material_library(*, resident_id: int, item_code: str | None, keyring: 
     certs = await certificates.list_for_holder(resident_id=resident_id, person_hash=person_hash, keyring=keyring,
                                                secret=secret, base_url=base_url)
     usable = [{**c, "suggested_for": by_cert.get(c["cert_type"], [])} for c in certs if c["status"] == "genuine"]
-    return {"materials": materials, "certificates": usable}
+    return {"materials": materials, "total": len(offered), "limit": limit, "offset": offset, "certificates": usable}
 
 
 # ---- applying -------------------------------------------------------------------------------
@@ -358,11 +374,13 @@ async def apply_as_resident(*, resident_id: int, payload: CaseIn, channel: CaseC
     return await _full(case, keyring=keyring, secret=secret, base_url=base_url)
 
 
-async def list_own(*, resident_id: int, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+async def list_own(*, resident_id: int, limit: int = 50, offset: int = 0) -> dict[str, Any]:
+    """One page of the resident's cases, newest first, and how many there are."""
     person_hash = await _person_hash(resident_id)
-    rows = await (Case.filter(_owner_filter(resident_id, person_hash)).order_by("-id").offset(offset).limit(limit)
+    query = Case.filter(_owner_filter(resident_id, person_hash))
+    rows = await (query.order_by("-id").offset(offset).limit(limit)
                   .prefetch_related("item", "item_version", "hall"))
-    return [_summary(c) for c in rows]
+    return {"cases": [_summary(c) for c in rows], "total": await query.count(), "limit": limit, "offset": offset}
 
 
 async def own_case(*, resident_id: int, case_no: str, keyring: KeyRing, secret: str, base_url: str
