@@ -1,5 +1,5 @@
 """Kiosk routes for cases: progress behind a scanned QR code, and applying for a resident who identified
-themselves by showing their mini program's login code."""
+themselves by showing the kiosk code of their mini program (one use, minutes long: never their access token)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ from backend.cases import service as cases
 from backend.cases.models import CaseChannel
 from backend.cases.schemas import CaseIn
 from backend.errors import DomainError
-from backend.http import body, token_shaped
-from backend.identity import service as identity
-from backend.identity import tokens
+from backend.http import body
+from backend.identity import kiosk_codes
 from backend.public.progress_views import progress_answer
 
 bp = Blueprint("kiosk_cases")
@@ -28,23 +27,22 @@ async def progress(request: Request, token: str) -> HTTPResponse:
 
 
 async def _resident_at_kiosk(request: Request) -> int:
-    """The resident's access token, scanned from their phone into X-Resident-Token: the kiosk applies for
-    that resident only, and only while the token is fresh."""
-    ctx = request.app.ctx
-    token = request.headers.get("x-resident-token", "").strip()
-    if not token:
-        raise DomainError("auth.token_missing")
-    claims = tokens.verify(token_shaped(token), secret=ctx.settings.secret_key, kind="resident")
-    if await identity.family_revoked(redis=ctx.redis, family=claims.family):
-        raise DomainError("auth.token_invalid")
-    return int(claims.subject)
+    """The resident whose kiosk code (shown as a QR by their mini program, `POST /api/v1/mp/kiosk-codes`) is in
+    X-Resident-Code: spent by this request, for this purpose, at a kiosk of this hall."""
+    kiosk = request.ctx.kiosk
+    return await kiosk_codes.redeem(code=request.headers.get("x-resident-code", ""),
+                                    purpose=kiosk_codes.Purpose.KIOSK_APPLICATION, hall_id=kiosk.hall_id,
+                                    device_id=kiosk.device_id, redis=request.app.ctx.redis)
 
 
 @bp.post("/cases")
-@openapi.summary("Apply at a kiosk for the resident whose token is in X-Resident-Token")
-@openapi.description("The kiosk must be in the chosen hall. Materials are the resident's own uploads, reused "
-                     "materials and e-certificates, as in the mini program.")
+@openapi.summary("Apply at a kiosk for the resident whose kiosk code is in X-Resident-Code")
+@openapi.description("The kiosk must be in the chosen hall. The code comes from the resident's mini program "
+                     "(`POST /api/v1/mp/kiosk-codes`, shown as a QR): one use, two minutes, applying only; refused "
+                     "with kiosk_code.missing, .invalid, .expired or .used (401). Materials are the resident's own "
+                     "uploads, reused materials and e-certificates, as in the mini program.")
 @openapi.tag("kiosk")
+@openapi.parameter("X-Resident-Code", str, "header", required=True)
 @body(CaseIn)
 async def apply(request: Request, payload: CaseIn) -> HTTPResponse:
     kiosk = request.ctx.kiosk

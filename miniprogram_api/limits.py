@@ -30,6 +30,9 @@ WRITE_LIMITS: dict[str, tuple[str, str]] = {
     "mp_identity.bind_real_name": ("realname", "rate_realname_resident"),
     "mp_identity.confirm_real_name": ("link_confirm", "rate_login_account"),
     "mp_identity.detach_channel": ("realname", "rate_realname_resident"),
+    # Shown while the resident stands at a kiosk, refreshed as it expires: its own bucket, the general size,
+    # so refreshing never eats the budget of the resident's other writes.
+    "mp_kiosk_codes.issue": ("kiosk_code", "rate_resident_write"),
 }
 DEFAULT = ("write", "rate_resident_write")
 READS = frozenset({"GET", "HEAD"})

@@ -14,6 +14,7 @@ MODULES = [
     "miniprogram_api.booking_views",
     "miniprogram_api.payment_views",
     "miniprogram_api.notify_views",
+    "miniprogram_api.kiosk_code_views",
 ]
 
 

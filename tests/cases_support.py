@@ -203,5 +203,13 @@ def kiosk_headers(device_id: str, secret: str, method: str, path: str, body: byt
     return {**h, "Content-Type": "application/json", **(extra or {})}
 
 
+async def kiosk_code(live: Live, headers: dict[str, str], hall_id: int | None = None) -> str:
+    """What the resident's mini program shows a kiosk (as a QR) so that it may apply for them, once."""
+    r = await live.client.post("/api/v1/mp/kiosk-codes", json={"hall_id": hall_id} if hall_id else {},
+                               headers=headers)
+    assert r.status_code == 201, r.text
+    return str(r.json()["code"])
+
+
 def dumps(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, ensure_ascii=False).encode()

@@ -98,6 +98,8 @@ NAMES_NO_OBJECT: dict[str, Mapping[str, str]] = {
     "mp_notify.subscriptions": {},
     "mp_notify.get_settings": {},
     "mp_notify.put_settings": {},
+    "mp_kiosk_codes.issue": {"body:hall_id": "the hall whose kiosks may accept the code: any hall a resident "
+                                             "stands in (the code is the caller's own)"},
     "staff_identity.login": {},
     "staff_identity.change_password": {},
     "staff_identity.me": {},

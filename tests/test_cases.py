@@ -29,6 +29,7 @@ from tests.cases_support import (
     application,
     build_world,
     dumps,
+    kiosk_code,
     kiosk_headers,
     png_bytes,
     resident,
@@ -331,7 +332,7 @@ async def test_walk_in_case_reaches_the_residents_mini_program(live: Live, platf
     assert (r.status_code, r.json()["error"]["code"]) == (422, "case.paper_counter_only")
 
 
-async def test_kiosk_applies_for_the_resident_who_shows_their_token_and_shows_progress(
+async def test_kiosk_applies_for_the_resident_who_shows_their_kiosk_code_and_shows_progress(
         live: Live, platforms: Platforms, world: World) -> None:
     device, secret = await identity.register_kiosk(hall_code="HX", name="一楼自助机", keyring=live.app.ctx.keyring)
     me = await resident(live, platforms, ZHANG)
@@ -339,10 +340,9 @@ async def test_kiosk_applies_for_the_resident_who_shows_their_token_and_shows_pr
     body = dumps(application(world.halls["HX"], SIMPLE, [{"code": "FORM", "upload_id": form}]))
     r = await live.client.post("/api/v1/kiosk/cases", content=body,
                                headers=kiosk_headers(device.device_id, secret, "POST", "/api/v1/kiosk/cases", body))
-    assert (r.status_code, r.json()["error"]["code"]) == (401, "auth.token_missing")
-    token = me["Authorization"].split()[1]
+    assert (r.status_code, r.json()["error"]["code"]) == (401, "kiosk_code.missing")
     r = await live.client.post("/api/v1/kiosk/cases", content=body, headers=kiosk_headers(
-        device.device_id, secret, "POST", "/api/v1/kiosk/cases", body, {"X-Resident-Token": token}))
+        device.device_id, secret, "POST", "/api/v1/kiosk/cases", body, {"X-Resident-Code": await kiosk_code(live, me)}))
     assert r.status_code == 201, r.text
     assert r.json()["channel"] == "kiosk" and r.json()["status"] == "submitted"
     path = f"/api/v1/kiosk/progress/{r.json()['progress_token']}"
@@ -351,8 +351,9 @@ async def test_kiosk_applies_for_the_resident_who_shows_their_token_and_shows_pr
     assert shown.json()["applicant"] == "张*丰" and ZHANG["id_number"] not in shown.text
     # A kiosk applies only in its own hall.
     other = dumps(application(world.halls["HY"], SIMPLE, [{"code": "FORM", "upload_id": form}]))
+    code = await kiosk_code(live, me)
     r = await live.client.post("/api/v1/kiosk/cases", content=other, headers=kiosk_headers(
-        device.device_id, secret, "POST", "/api/v1/kiosk/cases", other, {"X-Resident-Token": token}))
+        device.device_id, secret, "POST", "/api/v1/kiosk/cases", other, {"X-Resident-Code": code}))
     assert (r.status_code, r.json()["error"]["code"]) == (422, "case.hall_not_serving")
 
 

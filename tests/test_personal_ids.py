@@ -36,6 +36,7 @@ from tests.cases_support import (
     build_world,
     dumps,
     item_row,
+    kiosk_code,
     kiosk_headers,
     resident,
     upload_id,
@@ -237,7 +238,7 @@ async def test_kiosk_application_takes_the_postal_phone_through_the_same_validat
     body = dumps(application(world.halls["HX"], SIMPLE, [{"code": "FORM", "upload_id": form}], delivery={
         "method": "post", "recipient": ZHANG["name"], "phone": phone, "address": "杭州市西湖区象山路1号"}))
     r = await live.client.post("/api/v1/kiosk/cases", content=body, headers=kiosk_headers(
-        device, secret, "POST", "/api/v1/kiosk/cases", body, {"X-Resident-Token": me["Authorization"].split()[1]}))
+        device, secret, "POST", "/api/v1/kiosk/cases", body, {"X-Resident-Code": await kiosk_code(live, me)}))
     assert r.status_code == status, r.text
     if status == 422:
         fields = {f["field"]: f["code"] for f in r.json()["error"]["details"]["fields"]}
