@@ -27,7 +27,12 @@ class PayIn(Input):
 
 @bp.post("/payments")
 @openapi.summary("Pay a case's fees: WeChat answers wx.requestPayment's parameters, Alipay the trade_no for "
-                 "my.tradePay. A case already paid or with an open order answers that order (200), never a second")
+                 "my.tradePay. A case already paid or with an open order on this channel answers that order (200), "
+                 "never a second")
+@openapi.description("Asking for the other channel while an order is open closes that order at its platform "
+                     "and opens one on the channel asked for (201). If the open order was paid in the meantime, "
+                     "the answer is that order, in state `paid`, with nothing to pay (200): a case is never paid "
+                     "twice.")
 @openapi.tag("mini program")
 @openapi.secured("resident")
 @openapi.parameter("Idempotency-Key", str, "header", required=True)

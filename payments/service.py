@@ -193,13 +193,23 @@ class Started:
 async def start(*, case_no: str, channel: PayChannel, scene: PayScene, settings: Settings,
                 resident_id: int | None = None, kiosk_hall_id: int | None = None, kiosk_id: str | None = None,
                 idempotency_key: str | None = None) -> Started:
-    """An order for the case's fees, or the case's existing open or paid order: never a second charge."""
+    """An order for the case's fees, or the case's existing open or paid order: never a second charge.
+
+    Asking for another channel (or scene) while an order is open closes that order at its platform first and
+    opens one on the channel asked for; if the open order was paid meanwhile, the answer is that paid order.
+    A kiosk replaces only a kiosk's order: one the resident opened on their phone may be being paid there.
+    """
     ch = channels_mod.for_settings(settings)
     case = await _payable(case_no)
     if (resident_id is not None and case.resident_id != resident_id) or (
             kiosk_hall_id is not None and case.hall_id != kiosk_hall_id):
         raise DomainError("case.not_found")
     order = await PaymentOrder.get_or_none(case_slot=case.case_no)
+    if order is not None and order.state in OPEN and (order.channel, order.scene) != (channel, scene) and (
+            kiosk_hall_id is None or order.scene == PayScene.KIOSK_QR) and case.awaiting and not case.paid:
+        if resident_id is not None and scene == PayScene.MINI_PROGRAM:
+            await _payer(resident_id, channel, settings)  # the new channel must work before the old one closes
+        order = await _close_for_switch(order, settings=settings, channel=channel)
     created = False
     if order is None:
         if not case.awaiting or case.paid:
@@ -230,6 +240,27 @@ async def start(*, case_no: str, channel: PayChannel, scene: PayScene, settings:
         await _prepay(order, ch)
         await order.refresh_from_db()
     return Started(order=order, created=created, pay=await pay_parameters(order, ch))
+
+
+CHANNEL_NAMES = {PayChannel.WECHAT: "微信支付", PayChannel.ALIPAY: "支付宝"}
+
+
+async def _close_for_switch(order: PaymentOrder, *, settings: Settings, channel: PayChannel) -> PaymentOrder | None:
+    """Close an open order at its platform so that another may take the case: None once it is closed, or the
+    order itself when its payment came first (the case is paid, and no second order is opened)."""
+    try:
+        await close_order(order=order, settings=settings, reason=f"改用{CHANNEL_NAMES[channel]}支付，关闭本订单")
+    except DomainError as exc:
+        if exc.code != "payment.channel_failed":
+            raise
+        # The platform would not close it: paid in the meantime, most likely. Ask it, and settle if so.
+        await sync_order(order=order, settings=settings)
+        fresh = await PaymentOrder.get(id=order.id)
+        if fresh.state in OPEN:
+            raise
+        order = fresh
+    fresh = await PaymentOrder.get(id=order.id)
+    return fresh if fresh.state in SETTLED else None
 
 
 async def _prepay(order: PaymentOrder, ch: Channels) -> None:
