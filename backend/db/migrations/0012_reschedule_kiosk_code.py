@@ -4,7 +4,7 @@ from tortoise.fields.base import OnDelete
 from tortoise import fields
 
 class Migration(migrations.Migration):
-    dependencies = [('palmhall', '0010_link_challenge_login_seq')]
+    dependencies = [('palmhall', '0011_hall_setup')]
 
     initial = False
 
