@@ -61,6 +61,8 @@ class Template:
     alipay: dict[str, Any] | None
     sms: dict[str, Any] | None
     when: dict[str, Any] = field(default_factory=dict)
+    # A variant that deliberately tells no one (the old appointment of a reschedule: the new one's message says it).
+    silent: bool = False
 
     def applies(self, payload: dict[str, Any]) -> bool:
         """Every condition of `when` holds: `level_in: [1, 2]`, `by_in: ["hall"]`, `bar_id_not_in: [null]`."""
@@ -136,6 +138,13 @@ def _load(root: str) -> Catalogue:
             continue
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
+            if raw.get("silent") is True:
+                if not raw.get("when"):
+                    raise TemplateError(f"{path}: a silent template must say `when` it applies")
+                templates[path.stem] = Template(key=path.stem, topic=raw["topic"], audience=raw.get("audience",
+                                                "resident"), category=None, urgent=False, page=None, inbox={},
+                                                wechat=None, alipay=None, sms=None, when=raw["when"], silent=True)
+                continue
             t = Template(
                 key=path.stem, topic=raw["topic"], audience=raw.get("audience", "resident"),
                 category=raw.get("category"), urgent=bool(raw.get("urgent", False)), page=raw.get("page"),

@@ -88,7 +88,7 @@ async def plan(event: Event, *, policy: Policy) -> list[int]:
     `notification.deliver` outbox event in the same transaction, so a row never waits without one.
     """
     template = policy.catalogue.for_event(event.topic, event.payload)
-    if template is None:
+    if template is None or template.silent:
         return []
     at = await context.event_time(event.id)
     who = await context.audience(event.topic, event.payload, at=at, template=template)

@@ -18,6 +18,7 @@ from backend.catalog.models import Hall, ServiceItemVersion
 from backend.jobs.models import OutboxEvent
 from tests import test_booking
 from tests.conftest import Live
+from tests.test_account_linking import drain_notifications
 from tests.test_booking import TUESDAY, book, shanghai, slots, verified_resident
 
 # The booking tests' Monday morning and hall (two items, the hall's rule: ten seats a slot, two active a person).
@@ -142,6 +143,11 @@ async def test_reschedule_takes_the_new_seat_and_gives_up_the_old_in_one_step(li
     actions = [(a.action, a.target_id) for a in await AuditEntry.filter(target_kind="appointment").order_by("seq")]
     assert actions == [("appointment.booked", str(old["id"])), ("appointment.rescheduled", str(old["id"])),
                        ("appointment.booked", str(new["id"]))]
+    # The resident hears of the move once: "预约已改期" for the new one; the old one's cancellation tells no one.
+    await drain_notifications()
+    inbox = (await live.client.get("/api/v1/mp/inbox", headers=headers)).json()["items"]
+    assert [m["title"] for m in inbox] == ["预约已改期", "预约成功"]
+    assert "原预约已取消" in inbox[0]["body"]
 
 
 async def test_a_refused_move_leaves_the_appointment_and_every_seat_as_they_were(
