@@ -59,6 +59,12 @@ class TicketState(StrEnum):
     CLOSED = "closed"
 
 
+class NoticeRequestState(StrEnum):
+    PENDING = "pending"  # the clerk asked; a hall admin has not decided
+    APPROVED = "approved"  # the further notice went out
+    REFUSED = "refused"  # no further notice: the hall admin said why
+
+
 class ComplaintKind(StrEnum):
     COMPLAINT = "complaint"  # 投诉
     QUESTION = "question"  # 咨询
@@ -142,6 +148,9 @@ class CaseHistory(Model):
     actor_kind = fields.CharField(max_length=16)  # resident, staff, kiosk, system, payment
     actor_id = fields.CharField(max_length=64, null=True)
     reason = fields.TextField(default="")
+    # A step inside the hall (a clerk asking for a further notice, a hall admin's answer): shown to staff only,
+    # never in the resident's or the public progress.
+    internal = fields.BooleanField(default=False)
     created_at = fields.DatetimeField()
 
     class Meta:
@@ -221,10 +230,44 @@ class CorrectionNotice(Model):
     created_by = fields.CharField(max_length=40)
     created_at = fields.DatetimeField()
     answered_at = fields.DatetimeField(null=True)
+    # 再次告知: issued after an earlier notice a clerk had a hand in was answered (the one-time rule bent).
+    repeat = fields.BooleanField(default=False)
+    # The hall admin's approval that allowed a repeat notice (none for the main hall's own notices).
+    request: fields.ForeignKeyNullableRelation[CorrectionRequest] = fields.ForeignKeyField(
+        "palmhall.CorrectionRequest", related_name="notices", null=True, on_delete=fields.RESTRICT
+    )
+    # The outbox event that told the resident: amending the open notice updates that message, never a second one.
+    announced_event_id = fields.UUIDField(null=True)
+    amended_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "correction_notice"
         unique_together = (("case", "round"),)
+
+
+class CorrectionRequest(Model):
+    """A clerk asks for a further notice on a case whose notice was answered, and a hall admin approves or refuses."""
+
+    id = fields.BigIntField(primary_key=True)
+    case: fields.ForeignKeyRelation[Case] = fields.ForeignKeyField(
+        "palmhall.Case", related_name="notice_requests", on_delete=fields.CASCADE
+    )
+    hall_id = fields.IntField(db_index=True)
+    # What the further notice would list and say to the resident: [{code, name, reason, added_by}], note.
+    items: fields.Field = fields.JSONField(default=list)
+    note = fields.TextField(default="")
+    # Why the clerk needs it, for the hall admin (never shown to the resident).
+    reason = fields.TextField()
+    requested_by = fields.IntField()  # staff id
+    requested_at = fields.DatetimeField()
+    state = fields.CharEnumField(NoticeRequestState, max_length=10, default=NoticeRequestState.PENDING,
+                                 db_index=True)
+    decided_by = fields.IntField(null=True)
+    decided_at = fields.DatetimeField(null=True)
+    decision_reason = fields.TextField(default="")
+
+    class Meta:
+        table = "correction_request"
 
 
 class HallSigningKey(Model):
