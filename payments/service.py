@@ -17,6 +17,7 @@ from tortoise.expressions import Subquery
 import payments.errors  # noqa: F401  (registers the error codes)
 from backend import clock, db
 from backend.audit import service as audit
+from backend.cases import service as cases
 from backend.errors import DomainError
 from backend.identity.models import StaffRole
 from backend.identity.service import StaffPrincipal
@@ -201,8 +202,11 @@ async def start(*, case_no: str, channel: PayChannel, scene: PayScene, settings:
     """
     ch = channels_mod.for_settings(settings)
     case = await _payable(case_no)
-    if (resident_id is not None and case.resident_id != resident_id) or (
-            kiosk_hall_id is not None and case.hall_id != kiosk_hall_id):
+    if resident_id is not None:
+        # The resident's own case, however it was opened (a walk-in at a counter is theirs by their ID number);
+        # anyone else's is "not found".
+        await cases.owned_case(resident_id, case.case_no)
+    if kiosk_hall_id is not None and case.hall_id != kiosk_hall_id:
         raise DomainError("case.not_found")
     order = await PaymentOrder.get_or_none(case_slot=case.case_no)
     if order is not None and order.state in OPEN and (order.channel, order.scene) != (channel, scene) and (

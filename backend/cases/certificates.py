@@ -226,6 +226,17 @@ async def count_for_holder(*, resident_id: int, person_hash: str | None) -> int:
     return await Certificate.filter(_holder_filter(resident_id, person_hash)).count()
 
 
+async def link_holder(*, person_hash: str, resident_id: int, using_db: BaseDBAsyncClient) -> list[str]:
+    """Certificates issued to this person before they had a verified account become their account's (the holder's
+    account id is not part of what the signature covers). Returns the certificate numbers linked."""
+    numbers = await Certificate.filter(holder_hash=person_hash, holder_resident_id=None).using_db(
+        using_db).values_list("cert_no", flat=True)
+    if numbers:
+        await Certificate.filter(holder_hash=person_hash, holder_resident_id=None).using_db(using_db).update(
+            holder_resident_id=resident_id)
+    return [str(n) for n in numbers]
+
+
 async def held(*, certificate_id: int, person_hash: str, using_db: BaseDBAsyncClient | None = None
                ) -> Certificate | None:
     """The applicant's own certificate, or None: another person's is as unknown as one that does not exist."""

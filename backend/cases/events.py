@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from backend.catalog.calendar import YEAR_LOADED
+from backend.identity.events import REAL_NAME_BOUND
 from backend.jobs.topics import Topic
 
 CASE_SUBMITTED = "case.submitted"
@@ -22,8 +23,10 @@ RECTIFICATION_DEADLINE_WARNING = "rectification.deadline_warning"
 COMPLAINT_ANSWERED = "complaint.answered"
 RECTIFICATION_CLOSED = "rectification.closed"
 
-# What the cases package listens to: the catalog loaded a year's official calendar.
+# What the cases package listens to: the catalog loaded a year's official calendar; a resident bound their real
+# name (walk-in cases with that ID number become theirs).
 CALENDAR_YEAR_LOADED = YEAR_LOADED
+RESIDENT_REAL_NAME_BOUND = REAL_NAME_BOUND
 
 _CASE = ("case_id", "case_no")
 

@@ -1,4 +1,5 @@
-"""Cases' background work: deadline warnings on a schedule, and due dates made final when a calendar year loads."""
+"""Cases' background work: deadline warnings on a schedule, due dates made final when a calendar year loads, and
+walk-in cases linked to the resident who binds their ID number."""
 
 from __future__ import annotations
 
@@ -30,3 +31,11 @@ async def year_loaded(event: Event) -> None:
     replies = await evaluation.recompute_provisional()
     log.info("provisional due dates recomputed", extra={"year": event.payload.get("year"), "cases": cases,
                                                         "replies": replies})
+
+
+@registry.on(events.RESIDENT_REAL_NAME_BOUND)
+async def real_name_bound(event: Event) -> None:
+    """Cases opened at a counter for this person before they had a verified account become theirs (idempotent)."""
+    linked = await service.link_to_resident(resident_id=int(event.payload["resident_id"]))
+    if linked:
+        log.info("walk-in cases linked to their resident", extra={"cases": len(linked)})

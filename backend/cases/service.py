@@ -314,8 +314,11 @@ async def _pre_review(case: Case, checklist: dict[str, dict[str, Any]], using_db
 
 
 async def apply(*, payload: CaseIn, applicant: Applicant, channel: CaseChannel, actor: Actor,
-                keyring: KeyRing) -> Case:
-    """Create, submit and pre-review a case in one transaction."""
+                keyring: KeyRing, owner_id: int | None = None) -> Case:
+    """Create, submit and pre-review a case in one transaction.
+
+    `owner_id` is the resident a walk-in case belongs to (the verified holder of the applicant's ID number); the
+    applicant's own uploads stay out of reach of the counter either way (`applicant.resident_id` is None)."""
     version = await catalog.item_version(code=payload.item_code)
     hall = await catalog.get_hall(hall_id=payload.hall_id)
     guide = await catalog.get_guide(code=payload.item_code)
@@ -336,7 +339,7 @@ async def apply(*, payload: CaseIn, applicant: Applicant, channel: CaseChannel, 
         now = clock.now()
         case = await Case.create(
             case_no=await _next_case_no(hall.id, hall.region_code, deadlines.local_day(now), tx),
-            resident_id=applicant.resident_id, applicant_hash=applicant.person_hash,
+            resident_id=applicant.resident_id or owner_id, applicant_hash=applicant.person_hash,
             applicant_name_enc=keyring.encrypt(applicant.name, aad="case.applicant_name"),
             applicant_id_number_enc=keyring.encrypt(applicant.id_number, aad="case.applicant_id_number"),
             hall_id=hall.id, item_id=version.item_id, item_version_id=version.id,  # type: ignore[attr-defined]
@@ -347,6 +350,10 @@ async def apply(*, payload: CaseIn, applicant: Applicant, channel: CaseChannel, 
         )
         for row in materials:
             await CaseMaterial.create(case_id=case.id, **row, using_db=tx)
+        if applicant.resident_id is None and owner_id is not None:
+            await audit.record(using_db=tx, actor_kind=actor.kind, actor_id=actor.id, action="case.owner_linked",
+                               target_kind="case", target_id=case.case_no,
+                               details={"resident_id": owner_id, "how": "opened_for_verified_resident"})
         await transition(case, CaseStatus.SUBMITTED, actor=actor, using_db=tx,
                          reason="窗口代为申请" if channel == CaseChannel.COUNTER else "")
         await _pre_review(case, checklist, tx)
@@ -449,8 +456,11 @@ async def open_walk_in(*, payload: WalkInCaseIn, staff: StaffPrincipal, keyring:
     applicant = walk_in_applicant(name=payload.applicant_name, id_number=payload.applicant_id_number,
                                   hash_key=hash_key)
     fields = payload.model_dump(exclude={"applicant_name", "applicant_id_number"})
+    # A verified resident with this ID number owns the case from the start: it is in their mini program, they pay
+    # it there and hear about it. Whoever binds this ID number later gets it then (`link_to_resident`).
+    owner = await identity.resident_holding(id_hash=applicant.person_hash)
     case = await apply(payload=CaseIn.model_validate(fields), applicant=applicant, channel=CaseChannel.COUNTER,
-                       actor=Actor(STAFF, str(staff.id)), keyring=keyring)
+                       actor=Actor(STAFF, str(staff.id)), keyring=keyring, owner_id=owner)
     return await _full(case, keyring=keyring, secret=secret, base_url=base_url, for_staff=True)
 
 
@@ -858,11 +868,17 @@ async def recompute_provisional() -> int:
 
 
 async def case_parties(*, case_id: int) -> dict[str, int | None] | None:
-    """Ids and the fee only, for other packages: whose case it is (None for a walk-in), item, hall, fee in fen."""
-    row = await Case.filter(id=case_id).first().values("resident_id", "item_id", "hall_id", "fee_total_fen")
+    """Ids and the fee only, for other packages: whose case it is (None for a walk-in applicant who has no verified
+    account), item, hall, fee in fen."""
+    row = await Case.filter(id=case_id).first().values("resident_id", "applicant_hash", "item_id", "hall_id",
+                                                         "fee_total_fen")
     if not row:
         return None
-    return {"resident_id": None if row["resident_id"] is None else int(row["resident_id"]),
+    owner = row["resident_id"]
+    if owner is None:
+        # Bound a moment ago and not linked yet (the link follows the binding through the outbox): theirs already.
+        owner = await identity.resident_holding(id_hash=str(row["applicant_hash"]))
+    return {"resident_id": None if owner is None else int(owner),
             "item_id": int(row["item_id"]), "hall_id": int(row["hall_id"]),
             "fee_total_fen": int(row["fee_total_fen"] or 0)}
 
@@ -878,6 +894,38 @@ async def delivery_of(*, case_id: int) -> dict[str, str | None] | None:
     if not row:
         return None
     return {"method": str(row["delivery_method"]), "tracking_no": row["tracking_no"]}
+
+
+async def link_to_resident(*, resident_id: int) -> list[str]:
+    """Walk-in cases opened at a counter with the ID number this resident has just bound become theirs, and so do
+    the e-certificates issued on them. One transaction; each case is linked once (a case already owned is left
+    alone, so running this again changes nothing), with an audit row and a history row for the hall's staff."""
+    resident = await identity.get_resident(resident_id=await identity.reached_as(resident_id=resident_id))
+    person_hash = resident.id_number_hash
+    if resident.verified_at is None or person_hash is None:
+        return []
+    linked: list[str] = []
+    async with db.transaction() as tx:
+        waiting = await (Case.filter(applicant_hash=person_hash, resident_id=None).using_db(tx)
+                         .select_for_update().order_by("id"))
+        now = clock.now()
+        for case in waiting:
+            if not await Case.filter(id=case.id, resident_id=None).using_db(tx).update(resident_id=resident.id):
+                continue
+            await CaseHistory.create(case_id=case.id, from_status=case.status, to_status=case.status,
+                                     step="办件已关联到申请人账号", actor_kind="system", actor_id="real_name",
+                                     reason="申请人完成实名认证，窗口办理的办件归入其账号", internal=True,
+                                     created_at=now, using_db=tx)
+            await audit.record(using_db=tx, actor_kind="system", actor_id="real_name", action="case.owner_linked",
+                               target_kind="case", target_id=case.case_no,
+                               details={"resident_id": resident.id, "how": "real_name_bound"})
+            linked.append(case.case_no)
+        certs = await certificates.link_holder(person_hash=person_hash, resident_id=resident.id, using_db=tx)
+        if linked or certs:
+            await audit.record(using_db=tx, actor_kind="system", actor_id="real_name", action="resident.cases_linked",
+                               target_kind="resident", target_id=resident.id,
+                               details={"cases": linked, "certificates": certs})
+    return linked
 
 
 async def stored_identifiers(*, keyring: KeyRing, batch: int = 1000) -> AsyncIterator[StoredIdentifier]:

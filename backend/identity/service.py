@@ -23,7 +23,7 @@ from backend.audit import service as audit
 from backend.catalog import service as catalog
 from backend.crypto import KeyRing, blind_index
 from backend.errors import DomainError, register_codes
-from backend.identity import linking, tokens
+from backend.identity import events, linking, tokens
 from backend.identity.models import (
     Channel,
     ChannelIdentity,
@@ -36,6 +36,7 @@ from backend.identity.models import (
 )
 from backend.identity.personal import StoredIdentifier, mask_id_number, mask_name, mask_phone, read_stored
 from backend.identity.realname import RealNameVerifier
+from backend.jobs import outbox
 
 register_codes({
     "identity.realname_mismatch": (422, "实名信息核验未通过，请核对姓名、身份证号码和手机号码"),
@@ -287,6 +288,9 @@ async def _bind_to(me: Resident, *, name: str, id_number: str, phone: str, id_ha
         await audit.record(using_db=tx, actor_kind="resident", actor_id=me.id, action="resident.real_name_bound",
                            target_kind="resident", target_id=me.id,
                            details={"id_number": mask_id_number(id_number)})
+        # What was done for this person at a counter before they bound (walk-in cases) becomes theirs.
+        await outbox.emit(events.REAL_NAME_BOUND, {"resident_id": me.id, "at": clock.now().isoformat()},
+                          using_db=tx)
     return BindResult(resident_id=me.id, merged=False)
 
 
@@ -770,6 +774,16 @@ async def stored_identifiers(*, keyring: KeyRing, batch: int = 1000) -> AsyncIte
 
 
 # ---- reaching a resident (notifications) ----------------------------------------------------------
+
+
+async def resident_holding(*, id_hash: str) -> int | None:
+    """The verified resident whose ID number has this keyed hash (reached as the one kept, should they have been
+    folded), or None: how a case opened at a counter finds the account of the person it is for."""
+    row: Any = await Resident.filter(id_number_hash=id_hash, verified_at__isnull=False).first().values(
+        "id", "merged_into_id")
+    if not row:
+        return None
+    return int(row["merged_into_id"] or row["id"])
 
 
 async def reached_as(*, resident_id: int) -> int:
