@@ -164,6 +164,16 @@ async def test_figures_are_exact_for_the_planted_hall(live: Live, world: World) 
     assert d["labels"]["states"]["needs_correction"] == "待补正"
 
 
+async def test_todays_figures_include_what_happened_before_eight_in_the_morning(live: Live, world: World) -> None:
+    """07:30 in Shanghai is 23:30 UTC the day before: still today."""
+    item = await ServiceItem.get(code=RESIDENCE)
+    version = await ServiceItemVersion.filter(item=item).first()
+    assert version is not None
+    await _case(world.halls["HX"], item, version, "submitted", at(TODAY, 7, 30))
+    t = (await get_dashboard(live, world.admin, world.halls["HX"], **PERIOD)).json()["today"]
+    assert (t["submitted"], t["by_state"]) == (2, {"submitted": 2})
+
+
 async def test_materials_rate_agrees_with_the_counters_material_statistics(live: Live, world: World) -> None:
     d = (await get_dashboard(live, world.admin, world.halls["HX"], **PERIOD)).json()
     stats = await live.client.get("/api/v1/staff/stats/materials",

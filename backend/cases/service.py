@@ -7,7 +7,7 @@ import json
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -781,7 +781,9 @@ def period_bounds(start: date, end: date) -> tuple[datetime, datetime]:
     """[start, end] as Asia/Shanghai days, in UTC instants."""
     lo = datetime.combine(start, time.min, tzinfo=clock.SHANGHAI)
     hi = datetime.combine(end + timedelta(days=1), time.min, tzinfo=clock.SHANGHAI)
-    return lo, hi
+    # In UTC, like the stored instants: SQLite compares them as text, so 00:00+08:00 of a day must be written as
+    # 16:00+00:00 of the day before, or the first eight hours of every Shanghai day fall outside it.
+    return lo.astimezone(UTC), hi.astimezone(UTC)
 
 
 async def material_stats(*, staff: StaffPrincipal, hall_id: int, start: date, end: date) -> dict[str, Any]:
