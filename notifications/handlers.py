@@ -12,9 +12,9 @@ TOPICS = (
     "appointment.booked", "appointment.cancelled", "appointment.reminder_due", "appointment.no_show",
     "ticket.called",
     "case.correction_needed", "case.awaiting_payment", "case.approved", "case.rejected",
-    "case.certificate_issued", "case.delivered", "case.deadline_warning", "complaint.deadline_warning",
-    "rectification.deadline_warning", "evaluation.received", "complaint.answered", "rectification.closed",
-    "payment.refunded",
+    "case.certificate_issued", "case.delivered", "case.deadline_warning", "case.notice_approval_requested",
+    "complaint.deadline_warning", "rectification.deadline_warning", "evaluation.received", "complaint.answered",
+    "rectification.closed", "payment.refunded",
     "resident.channel_attached", "resident.channel_detached",
 )
 

@@ -86,19 +86,53 @@ async def plan(event: Event, *, policy: Policy) -> list[int]:
 
     The inbox (or staff inbox) row is written at once; the first push channel's row is queued as a
     `notification.deliver` outbox event in the same transaction, so a row never waits without one.
+
+    An event whose payload names the event it `amends_event` (a correction notice completed before the resident
+    answered it) brings that event's messages up to date instead: the resident reads one notice, not two.
     """
     template = policy.catalogue.for_event(event.topic, event.payload)
     if template is None or template.silent:
         return []
     at = await context.event_time(event.id)
     who = await context.audience(event.topic, event.payload, at=at, template=template)
+    amends = event.payload.get("amends_event")
     made: list[int] = []
     for hall_id in who.halls:
         made += await _plan_staff(event, template, hall_id, who.values, at)
     for resident_id in dict.fromkeys(who.residents):
+        if amends and await _amend_resident(str(amends), template, resident_id, who.values, policy):
+            continue
         made += await _plan_resident(event, template, resident_id, who.values, at, policy,
                                      skip=who.skip_channels)
     return made
+
+
+AMENDED_MARK = "（已更新）"
+
+
+async def _amend_resident(amended_event: str, template: render.Template, resident_id: int, values: dict[str, Any],
+                          policy: Policy) -> bool:
+    """Rewrite the messages an earlier event left for this resident with what is true now: the inbox entry (unread
+    again, marked as updated) and any push not sent yet. A push already sent cannot be taken back, and no second
+    one follows it. False when that event left this resident nothing (then the amendment is news to plan)."""
+    rows = await Notification.filter(event_id=amended_event, recipient=f"resident:{resident_id}")
+    if not rows:
+        return False
+    rendered = render.render(template, values, secret=policy.secret_key, wechat_state=policy.wechat_state)
+    async with db.transaction() as tx:
+        for row in rows:
+            if row.channel == NotifyChannel.INBOX:
+                inbox = dict(rendered["inbox"])
+                title = str(inbox.get("title", ""))
+                inbox["title"] = render.cut(title + AMENDED_MARK, render.INBOX_TITLE_LIMIT)
+                await Notification.filter(id=row.id).using_db(tx).update(content=inbox, read_at=None)
+            elif row.channel in PUSH_CHANNELS and row.status in (NotifyStatus.CREATED,
+                                                                 NotifyStatus.TEMPORARY_FAILURE):
+                chain: list[str] = list(row.content.get("chain", []))
+                content = {**row.content, "messages": {c: rendered[c] for c in chain if c in rendered}}
+                # Only a row still waiting changes: one a worker is sending goes out as it was read.
+                await Notification.filter(id=row.id, status=row.status).using_db(tx).update(content=content)
+    return True
 
 
 async def _plan_staff(event: Event, template: render.Template, hall_id: int, values: dict[str, Any],

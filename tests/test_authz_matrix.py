@@ -164,6 +164,9 @@ MATRIX: dict[str, Entry] = {
     "staff_cases.get_case": entry("path:case_no"),
     "staff_cases.act": entry("path:case_no", "body:counter_id", public={
         "body:items[].code": CHECKLIST, "body:tracking_no": "a courier's waybill number, no object of ours"}),
+    "staff_cases.ask_further_notice": entry("path:case_no", public={"body:items[].code": CHECKLIST}),
+    "staff_cases.notice_requests": entry("query:hall_id"),
+    "staff_cases.decide_further_notice": entry("path:request_id"),
     "staff_cases.material_stats": entry("query:hall_id"),
     "staff_cases.evaluations": entry("query:hall_id"),
     "staff_cases.rectifications": entry("query:hall_id"),
@@ -343,7 +346,8 @@ def key() -> dict[str, str]:
 
 @pytest.fixture
 def settings_overrides(tmp_path: Path) -> dict[str, Any]:
-    return {"files_dir": str(tmp_path / "files")}
+    # Resident A makes more cases here than a resident may in an hour: the limit is not what this test is about.
+    return {"files_dir": str(tmp_path / "files"), "rate_case_resident": "100/3600"}
 
 
 @dataclass
@@ -465,6 +469,23 @@ async def build(live: Live, platforms: Platforms) -> Matrix:
     b_to_correct = await apply(b, hx, RESIDENCE, [{"code": "FORM", "upload_id": b_form}])
     b_to_correct_by_cert = await apply(b, hx, CERT_ITEM, [])
 
+    # Two of A's cases whose clerk's notice A answered: a further notice needs a hall admin. On one the clerk of HX
+    # has asked for it already.
+    answered = []
+    for _ in range(2):
+        case_no = await apply(a.headers, hx, RESIDENCE, complete)
+        await clerk_does(case_no, "accept")
+        r = await act(live, world.clerk, case_no, "request_correction", items=[{"code": "LEASE"}])
+        assert r.status_code == 200, r.text
+        r = await c.post(f"{MP}/cases/{case_no}/corrections", headers=a.headers,
+                         json={"materials": [{"code": "LEASE", "upload_id": ups["LEASE"]}]})
+        assert r.status_code == 200, r.text
+        answered.append(case_no)
+    further = {"items": [{"code": "FORM", "reason": "签名不一致"}], "reason": "审查时发现申请表签名与身份证不一致"}
+    r = await c.post(f"{STAFF}/cases/{answered[1]}/notice-requests", json=further, headers=world.clerk)
+    assert r.status_code == 201, r.text
+    notice_request = r.json()["id"]
+
     await _drain_notifications()
     a_note = (await c.get(f"{MP}/inbox", headers=a.headers)).json()["items"][0]["id"]
     hx_note = (await c.get(f"{STAFF}/inbox", headers=world.clerk)).json()["items"][0]["id"]
@@ -566,6 +587,14 @@ async def build(live: Live, platforms: Platforms) -> Matrix:
         probe("staff_cases.act", "body:counter_id", Call("POST", f"{STAFF}/cases/{theirs}/transitions",
                                                           {"action": "accept", "counter_id": counter}),
               OTHER_HALL, None, no_owner="the probe before is this accept, on a case of the counter's own hall"),
+        probe("staff_cases.ask_further_notice", "path:case_no",
+              Call("POST", f"{STAFF}/cases/{answered[0]}/notice-requests", further), OTHER_HALL, "hx_clerk"),
+        probe("staff_cases.notice_requests", "query:hall_id",
+              Call("GET", f"{STAFF}/notice-requests", params={"hall_id": hx}), OTHER_HALL, "hx_clerk"),
+        # The clerk who asked is not the one to approve: a hall admin of HX is.
+        probe("staff_cases.decide_further_notice", "path:request_id",
+              Call("POST", f"{STAFF}/notice-requests/{notice_request}/decision",
+                   {"approve": True, "reason": "确需补正，同意再次告知"}), OTHER_HALL_AND_CLERK, "hx_admin"),
         probe("staff_cases.material_stats", "query:hall_id", Call("GET", f"{STAFF}/stats/materials", params=period),
               OTHER_HALL_AND_CLERK, "hx_admin"),
         probe("staff_cases.evaluations", "query:hall_id", Call("GET", f"{STAFF}/evaluations", params=period),

@@ -339,6 +339,61 @@ async def test_clerk_sees_materials_inline_and_sends_a_correction_notice_the_res
     assert page.errors == []
 
 
+async def open_scanned(page: Any, progress_url: str) -> None:
+    await page.keyboard.type(progress_url)
+    await page.keyboard.press("Enter")
+    await page.locator("#scan-card .scan-result[data-kind=case]").wait_for()
+    await page.click("#scan-card button:has-text('打开办件')")
+    await page.locator("#case-detail").wait_for(state="visible")
+
+
+async def test_a_further_notice_is_asked_by_the_clerk_and_approved_by_a_hall_admin(
+        live: Live, platforms: Platforms, browser: Any, world: World) -> None:
+    case, me, _ = await submitted_case(live, platforms, world)
+    case_no = case["case_no"]
+    assert (await act(live, world.clerk, case_no, "accept")).status_code == 200
+    assert (await act(live, world.clerk, case_no, "request_correction", items=[{"code": "LEASE"}])).status_code == 200
+    lease = await upload_id(live, me, pdf_bytes("lease again"))
+    r = await live.client.post(f"/api/v1/mp/cases/{case_no}/corrections", headers=me,
+                               json={"materials": [{"code": "LEASE", "upload_id": lease}]})
+    assert r.status_code == 200 and r.json()["status"] == "accepted", r.text
+
+    # The clerk's notice form now asks a hall admin, with the reason, instead of telling the resident.
+    password = await make_clerk(live, "zhou.clerk", "HX")
+    page = await console(browser, live)
+    await log_in_at_counter(page, "zhou.clerk", password, 2)
+    await open_scanned(page, case["progress_url"])
+    await page.click("#case-actions button[data-action=request_correction]")
+    await page.locator("#notice-request-reason").wait_for()
+    assert "须经大厅管理员批准" in (await page.locator("#action-form h4").text_content() or "")
+    await page.check("#notice-FORM")
+    await page.fill("#notice-reason-FORM", "签名与身份证姓名不一致")
+    await page.fill("#notice-request-reason", "审查时发现申请表签名不一致")
+    await assert_accessible(page, "counter further notice request")
+    await page.click("#action-form button[type=submit]")
+    pending = page.locator("#notice-requests .notice-request[data-state=pending]")
+    await pending.wait_for()
+    assert "审查时发现申请表签名不一致" in (await pending.text_content() or "")
+    assert await pending.locator("button").count() == 0  # the clerk who asked does not decide
+    assert (await Case.get(case_no=case_no)).status == "accepted"
+
+    # A hall admin of the hall approves with a reason: the resident is told (the second round).
+    admin_password = await make_clerk(live, "qian.admin", "HX", StaffRole.HALL_ADMIN)
+    admin = await console(browser, live)
+    await log_in_at_counter(admin, "qian.admin", admin_password, 2)
+    await open_scanned(admin, case["progress_url"])
+    box = admin.locator("#notice-requests .notice-request[data-state=pending]")
+    await box.locator("textarea").fill("确需补正，同意再次告知")
+    await assert_accessible(admin, "counter further notice decision")
+    await box.locator("button[data-decide=approve]").click()
+    await admin.locator("#notice-requests .notice-request[data-state=approved]").wait_for()
+    await admin.locator(".notice[data-round='2']").wait_for()
+    assert "经大厅管理员批准再次告知" in (await admin.locator(".notice[data-round='2']").text_content() or "")
+    mine = (await live.client.get(f"/api/v1/mp/cases/{case_no}", headers=me)).json()
+    assert (mine["status"], [n["repeat"] for n in mine["corrections"]]) == ("needs_correction", [False, True])
+    assert page.errors == [] and admin.errors == []
+
+
 async def test_work_list_is_coloured_by_deadline_level_and_filtered(
         live: Live, platforms: Platforms, browser: Any, world: World) -> None:
     me = await resident(live, platforms, LI)

@@ -223,7 +223,7 @@ async def test_a_whole_leap_year_is_allowed_and_charted_by_month(live: Live, wor
 
 async def test_charts_are_well_formed_accessible_svg_with_text_escaped(live: Live, world: World) -> None:
     d = (await get_dashboard(live, world.admin, world.halls["HX"], **PERIOD)).json()
-    assert set(d["charts"]) == {"daily", "states", "levels", "ratings"}
+    assert set(d["charts"]) == {"daily", "states", "levels", "ratings", "notice_items", "notice_clerks"}
     for name, svg in d["charts"].items():
         root = ET.fromstring(svg)  # raises on anything not well-formed
         assert root.tag == f"{SVG}svg", name
@@ -242,6 +242,8 @@ async def test_charts_are_well_formed_accessible_svg_with_text_escaped(live: Liv
     assert [r.get("class") for r in levels.iter(f"{SVG}rect")] == ["lv-none", "lv-yellow", "lv-red"]
     states = [t.text for t in ET.fromstring(d["charts"]["states"]).iter(f"{SVG}text")]
     assert states == ["已提交，待受理", "1", "待补正", "1", "已受理", "3", "审查中", "1", "已办结", "2"]
+    for name in ("notice_items", "notice_clerks"):  # no correction notice was sent again in the planted hall
+        assert [t.text for t in ET.fromstring(d["charts"][name]).iter(f"{SVG}text")] == ["本期间没有再次告知"]
 
 
 def test_chart_text_and_attributes_are_escaped() -> None:

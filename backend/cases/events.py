@@ -15,6 +15,9 @@ CASE_REJECTED = "case.rejected"
 CASE_CERTIFICATE_ISSUED = "case.certificate_issued"
 CASE_DELIVERED = "case.delivered"
 CASE_DEADLINE_WARNING = "case.deadline_warning"
+# A clerk asks a hall admin to approve a further correction notice (payload: request_id, case_id, case_no, hall_id).
+# Subscribed by notifications: the hall's staff inbox.
+CASE_NOTICE_APPROVAL_REQUESTED = "case.notice_approval_requested"
 EVALUATION_RECEIVED = "evaluation.received"
 # Not in the case life itself, but warned the same way: answers owed to residents.
 COMPLAINT_DEADLINE_WARNING = "complaint.deadline_warning"

@@ -111,6 +111,22 @@ class NoticeItemIn(_In):
     reason: str = Field(default="", max_length=200, description="需补正的原因，如“复印件不清晰”")
 
 
+class NoticeRequestIn(_In):
+    """A clerk asks a hall admin to approve a further correction notice (再次告知) after an answered one."""
+
+    items: list[NoticeItemIn] = Field(min_length=1, max_length=100, description="拟要求补正的材料")
+    note: str = Field(default="", max_length=500, description="告知申请人的说明（批准后随告知书送达）")
+    reason: str = Field(min_length=5, max_length=500,
+                        description="需要再次告知的理由（供大厅管理员审批，申请人不可见）")
+
+
+class NoticeDecisionIn(_In):
+    """A hall admin's answer to a request for a further notice: approve or refuse, always with a reason."""
+
+    approve: bool = Field(description="true 批准（告知书随即送达申请人）/ false 不批准")
+    reason: str = Field(min_length=2, max_length=500, description="审批意见")
+
+
 class TransitionIn(_In):
     action: Action
     reason: str = Field(default="", max_length=500)

@@ -26,12 +26,24 @@ from backend.cases.models import (
     CaseStatus,
     Certificate,
     CorrectionNotice,
+    CorrectionRequest,
     DeliveryMethod,
     MaterialSource,
+    NoticeRequestState,
     Upload,
     WarningLevel,
 )
-from backend.cases.schemas import Action, CaseIn, CorrectionIn, MaterialIn, NoticeItemIn, TransitionIn, WalkInCaseIn
+from backend.cases.schemas import (
+    Action,
+    CaseIn,
+    CorrectionIn,
+    MaterialIn,
+    NoticeDecisionIn,
+    NoticeItemIn,
+    NoticeRequestIn,
+    TransitionIn,
+    WalkInCaseIn,
+)
 from backend.cases.statemachine import COMPLETED, PAYMENT, RESIDENT, STAFF, SYSTEM, Actor, allowed, transition
 from backend.catalog import service as catalog
 from backend.crypto import KeyRing, blind_index
@@ -56,6 +68,13 @@ register_codes({
     "case.tracking_required": (422, "邮寄送达须填写快递单号"),
     "case.notice_items_required": (422, "请列出需要补正的材料"),
     "case.material_file_not_found": (404, "未找到该材料文件"),
+    "case.notice_needs_approval": (409, "该办件已一次性告知且申请人已按告知补正，再次告知须经大厅管理员批准："
+                                        "请提交再次告知申请并说明理由"),
+    "case.notice_approval_not_needed": (409, "该办件无需审批，可直接发出或补充补正告知"),
+    "case.notice_request_pending": (409, "该办件已有待大厅管理员审批的再次告知申请"),
+    "case.notice_request_not_found": (404, "未找到该再次告知申请"),
+    "case.notice_request_decided": (409, "该再次告知申请已审批，不能再次处理"),
+    "case.notice_own_request": (403, "不能审批本人提交的再次告知申请，请由其他大厅管理员审批"),
     "upload.daily_limit": (429, "今日上传次数已达上限，请明天再试"),
 })
 
@@ -295,15 +314,40 @@ async def _missing(case: Case, checklist: dict[str, dict[str, Any]], using_db: B
 
 
 async def _open_notice(case: Case, items: list[dict[str, Any]], *, actor: Actor, using_db: BaseDBAsyncClient,
-                       resume: CaseStatus | None, note: str = "") -> None:
-    """Start a correction round: the complete list in one notice (一次性告知), and the clock stops."""
+                       resume: CaseStatus | None, note: str = "", created_by: str | None = None,
+                       request: CorrectionRequest | None = None) -> CorrectionNotice:
+    """Start a correction round: the complete list in one notice (一次性告知), and the clock stops.
+
+    `request` is the hall admin's approval of a further notice (再次告知) after an answered one."""
     round_no = case.correction_round + 1
-    await CorrectionNotice.create(case_id=case.id, round=round_no, items=items, note=note, created_by=actor.label,
-                                  created_at=clock.now(), using_db=using_db)
+    repeat = await _answered_clerk_notice(case, using_db)
+    notice = await CorrectionNotice.create(case_id=case.id, round=round_no, items=items, note=note,
+                                           created_by=created_by or actor.label, created_at=clock.now(),
+                                           repeat=repeat, request_id=request.id if request else None,
+                                           using_db=using_db)
     names = "、".join(i["name"] for i in items)
-    await transition(case, CaseStatus.NEEDS_CORRECTION, actor=actor, using_db=using_db,
-                     reason=f"请补正：{names}", changes={"correction_round": round_no, "resume_status": resume},
-                     event_extra={"round": round_no, "codes": [i["code"] for i in items]})
+    reason = f"请补正：{names}"
+    if request is not None:
+        reason = f"经大厅管理员批准再次告知。{reason}"
+    moved = await transition(case, CaseStatus.NEEDS_CORRECTION, actor=actor, using_db=using_db, reason=reason,
+                             changes={"correction_round": round_no, "resume_status": resume},
+                             event_extra={"round": round_no, "codes": [i["code"] for i in items]})
+    notice.announced_event_id = moved.entry_event_id
+    await notice.save(using_db=using_db, update_fields=["announced_event_id"])
+    return notice
+
+
+def _clerk_had_a_hand(notice: CorrectionNotice) -> bool:
+    """A notice a person at a hall wrote or added to (not only the automatic pre-review of missing materials)."""
+    return notice.created_by.startswith(f"{STAFF}:") or any(
+        str(i.get("added_by", "")).startswith(f"{STAFF}:") for i in notice.items)
+
+
+async def _answered_clerk_notice(case: Case, using_db: BaseDBAsyncClient | None) -> bool:
+    """Has the resident answered a notice a clerk had a hand in? Then the one-time notice was given: another one
+    is a repeat (再次告知), which a clerk may send only with a hall admin's approval."""
+    answered = await CorrectionNotice.filter(case_id=case.id, answered_at__isnull=False).using_db(using_db)
+    return any(_clerk_had_a_hand(n) for n in answered)
 
 
 async def _pre_review(case: Case, checklist: dict[str, dict[str, Any]], using_db: BaseDBAsyncClient) -> None:
@@ -470,7 +514,13 @@ async def staff_view(*, case_no: str, staff: StaffPrincipal, keyring: KeyRing, s
     case = await _staff_case(case_no, staff, READERS)
     full = await _full(case, keyring=keyring, secret=secret, base_url=base_url, for_staff=True)
     may_act = case.hall_id in staff.halls_with(*CLERKS)  # type: ignore[attr-defined]
-    return {**full, "actions": staff_actions(case) if may_act else []}
+    requests = await CorrectionRequest.filter(case_id=case.id).order_by("id")
+    for r in requests:
+        r.case = case
+    further = case.status != CaseStatus.NEEDS_CORRECTION and await _answered_clerk_notice(case, None)
+    return {**full, "actions": staff_actions(case) if may_act else [],
+            # A notice now would be a repeat: the clerk asks a hall admin (POST .../notice-requests) instead.
+            "further_notice_needs_approval": further, "notice_requests": await _described(list(requests))}
 
 
 async def staff_material_content(*, case_no: str, material_id: int, staff: StaffPrincipal, store: FileStore
@@ -512,6 +562,12 @@ async def act(*, case_no: str, payload: TransitionIn, staff: StaffPrincipal, key
             await transition(case, CaseStatus.ACCEPTED, actor=actor, using_db=tx, reason=payload.reason,
                              changes={"counter_id": payload.counter_id} if payload.counter_id else None)
         elif a == Action.REQUEST_CORRECTION:
+            if case.status != CaseStatus.NEEDS_CORRECTION:
+                _must_allow(case, CaseStatus.NEEDS_CORRECTION, actor)
+                if await _answered_clerk_notice(case, tx):
+                    # 一次性告知: what was missing was told once and answered. Another notice is a hall admin's call.
+                    raise DomainError("case.notice_needs_approval", details={
+                        "case_no": case.case_no, "pending_request": await _pending_request_id(case, tx)})
             await request_correction(case, payload.items, actor=actor, using_db=tx, note=payload.reason)
         elif a == Action.START_REVIEW:
             owes = case.has_fees and case.paid_at is None
@@ -557,6 +613,164 @@ async def request_correction(case: Case, items: list[NoticeItemIn], *, actor: Ac
     note = note.strip()
     if case.status != CaseStatus.NEEDS_CORRECTION:
         _must_allow(case, CaseStatus.NEEDS_CORRECTION, actor)
+    listed = await _listed(case, items, actor=actor, using_db=using_db)
+    if case.status == CaseStatus.NEEDS_CORRECTION:
+        # Same round, still unanswered: the clerk completes the one notice instead of sending a second, and the
+        # message that told the resident is brought up to date (`amends_event`) rather than joined by another.
+        notice = await CorrectionNotice.filter(case_id=case.id, round=case.correction_round).using_db(using_db).get()
+        known = {i["code"] for i in notice.items}
+        added = [i for i in listed if i["code"] not in known]
+        noted = bool(note) and note not in notice.note
+        if not added and not noted:
+            return  # nothing new to tell: no audit row, no message touched
+        notice.items = [*notice.items, *added]
+        if noted:
+            notice.note = f"{notice.note}\n{note}" if notice.note else note
+        notice.amended_at = clock.now()
+        await notice.save(using_db=using_db, update_fields=["items", "note", "amended_at"])
+        await audit.record(using_db=using_db, actor_kind=actor.kind, actor_id=actor.id, action="case.notice_amended",
+                           target_kind="case", target_id=case.case_no,
+                           details={"round": notice.round, "added": [i["code"] for i in added], "note": noted})
+        payload: dict[str, Any] = {"case_id": case.id, "case_no": case.case_no, "round": notice.round,
+                                   "codes": [i["code"] for i in notice.items], "amended": True}
+        if notice.announced_event_id is not None:
+            payload["amends_event"] = str(notice.announced_event_id)
+        await outbox.emit(events.CASE_CORRECTION_NEEDED, payload, using_db=using_db,
+                          ordering_key=events.ordering_key(case.case_no))
+        return
+    resume = case.status if case.status in (CaseStatus.ACCEPTED, CaseStatus.IN_REVIEW) else None
+    await _open_notice(case, listed, actor=actor, using_db=using_db, resume=resume, note=note)
+
+
+# ---- a further notice (再次告知): the clerk asks, a hall admin decides ----------------------------------
+
+
+async def _pending_request_id(case: Case, using_db: BaseDBAsyncClient | None) -> int | None:
+    row = await CorrectionRequest.filter(case_id=case.id, state=NoticeRequestState.PENDING).using_db(
+        using_db).first()
+    return row.id if row else None
+
+
+def describe_request(r: CorrectionRequest, names: dict[int, str] | None = None) -> dict[str, Any]:
+    names = names or {}
+    return {
+        "id": r.id, "case_no": r.case.case_no if isinstance(r.case, Case) else None,
+        "hall_id": r.hall_id, "state": r.state.value, "items": r.items, "note": r.note, "reason": r.reason,
+        "requested_by": {"id": r.requested_by, "name": names.get(r.requested_by)},
+        "requested_at": r.requested_at.isoformat(),
+        "decided_by": None if r.decided_by is None else {"id": r.decided_by, "name": names.get(r.decided_by)},
+        "decided_at": r.decided_at.isoformat() if r.decided_at else None,
+        "decision_reason": r.decision_reason or None,
+    }
+
+
+async def _described(rows: list[CorrectionRequest]) -> list[dict[str, Any]]:
+    ids = {r.requested_by for r in rows} | {r.decided_by for r in rows if r.decided_by is not None}
+    names = await identity.staff_names(staff_ids=ids) if ids else {}
+    return [describe_request(r, names) for r in rows]
+
+
+async def _internal_step(case: Case, step: str, *, actor: Actor, reason: str, using_db: BaseDBAsyncClient) -> None:
+    """A step inside the hall that moves nothing: in the case's history for staff, never for the resident."""
+    await CaseHistory.create(case_id=case.id, from_status=case.status, to_status=case.status, step=step,
+                             actor_kind=actor.kind, actor_id=actor.id, reason=reason, internal=True,
+                             created_at=clock.now(), using_db=using_db)
+
+
+async def ask_further_notice(*, case_no: str, payload: NoticeRequestIn, staff: StaffPrincipal) -> dict[str, Any]:
+    """A clerk asks the hall admins to approve a further correction notice on a case whose notice was answered,
+    saying why. Nothing reaches the resident until a hall admin approves."""
+    actor = Actor(STAFF, str(staff.id))
+    async with db.transaction() as tx:
+        case = await Case.filter(case_no=case_no).using_db(tx).select_for_update().first()
+        if case is None:
+            raise DomainError("case.not_found")
+        staff.require(case.hall_id, *CLERKS)  # type: ignore[attr-defined]
+        if case.status == CaseStatus.NEEDS_CORRECTION:
+            raise DomainError("case.notice_approval_not_needed", details={"open_round": case.correction_round})
+        _must_allow(case, CaseStatus.NEEDS_CORRECTION, actor)
+        if not await _answered_clerk_notice(case, tx):
+            raise DomainError("case.notice_approval_not_needed")
+        pending = await _pending_request_id(case, tx)
+        if pending is not None:
+            raise DomainError("case.notice_request_pending", details={"request_id": pending})
+        listed = await _listed(case, payload.items, actor=actor, using_db=tx)
+        request = await CorrectionRequest.create(
+            case_id=case.id, hall_id=case.hall_id, items=listed, note=payload.note.strip(),  # type: ignore[attr-defined]
+            reason=payload.reason, requested_by=staff.id, requested_at=clock.now(), using_db=tx)
+        names = "、".join(i["name"] for i in listed)
+        await _internal_step(case, "申请再次补正告知（待大厅管理员审批）", actor=actor, using_db=tx,
+                             reason=f"{payload.reason}（拟告知补正：{names}）")
+        await audit.record(using_db=tx, actor_kind=actor.kind, actor_id=actor.id, action="case.notice_requested",
+                           target_kind="case", target_id=case.case_no,
+                           details={"request_id": request.id, "codes": [i["code"] for i in listed],
+                                    "reason": payload.reason})
+        await outbox.emit(events.CASE_NOTICE_APPROVAL_REQUESTED, {
+            "request_id": request.id, "case_id": case.id, "case_no": case.case_no,
+            "hall_id": case.hall_id,  # type: ignore[attr-defined]
+        }, using_db=tx, ordering_key=events.ordering_key(case.case_no))
+    request.case = case
+    return (await _described([request]))[0]
+
+
+async def decide_further_notice(*, request_id: int, payload: NoticeDecisionIn, staff: StaffPrincipal
+                                ) -> dict[str, Any]:
+    """A hall admin of the case's hall (not the clerk who asked) approves the further notice, which then goes to
+    the resident as the next round, or refuses it; either way with a reason, in the history and the audit log."""
+    actor = Actor(STAFF, str(staff.id))
+    async with db.transaction() as tx:
+        request = await CorrectionRequest.filter(id=request_id).using_db(tx).select_for_update().first()
+        if request is None:
+            raise DomainError("case.notice_request_not_found")
+        staff.require(request.hall_id, StaffRole.HALL_ADMIN)
+        if request.state != NoticeRequestState.PENDING:
+            raise DomainError("case.notice_request_decided", details={"state": request.state.value})
+        if request.requested_by == staff.id:
+            raise DomainError("case.notice_own_request")
+        case = await Case.filter(id=request.case_id).using_db(tx).select_for_update().get()  # type: ignore[attr-defined]
+        now = clock.now()
+        if payload.approve:
+            # The case must still be where a notice can go (not decided or withdrawn meanwhile, no notice open).
+            if case.status == CaseStatus.NEEDS_CORRECTION:
+                raise DomainError("case.illegal_transition",
+                                  details={"from": case.status.value, "to": CaseStatus.NEEDS_CORRECTION.value})
+            _must_allow(case, CaseStatus.NEEDS_CORRECTION, actor)
+        state = NoticeRequestState.APPROVED if payload.approve else NoticeRequestState.REFUSED
+        moved = await CorrectionRequest.filter(id=request.id, state=NoticeRequestState.PENDING).using_db(tx).update(
+            state=state, decided_by=staff.id, decided_at=now, decision_reason=payload.reason)
+        if not moved:
+            raise DomainError("case.notice_request_decided")
+        request.state, request.decided_by, request.decided_at = state, staff.id, now
+        request.decision_reason = payload.reason
+        await _internal_step(case, "批准再次补正告知" if payload.approve else "不批准再次补正告知", actor=actor,
+                             reason=payload.reason, using_db=tx)
+        await audit.record(using_db=tx, actor_kind=actor.kind, actor_id=actor.id,
+                           action="case.notice_approved" if payload.approve else "case.notice_refused",
+                           target_kind="case", target_id=case.case_no,
+                           details={"request_id": request.id, "requested_by": request.requested_by,
+                                    "reason": payload.reason})
+        if payload.approve:
+            resume = case.status if case.status in (CaseStatus.ACCEPTED, CaseStatus.IN_REVIEW) else None
+            await _open_notice(case, request.items, actor=actor, using_db=tx, resume=resume, note=request.note,
+                               created_by=f"{STAFF}:{request.requested_by}", request=request)
+    request.case = case
+    return (await _described([request]))[0]
+
+
+async def notice_requests(*, staff: StaffPrincipal, hall_id: int, state: NoticeRequestState | None
+                          ) -> list[dict[str, Any]]:
+    """A hall's requests for further notices, oldest pending first, for its hall admins (and clerks, auditors)."""
+    staff.require(hall_id, *READERS)
+    q = CorrectionRequest.filter(hall_id=hall_id)
+    if state is not None:
+        q = q.filter(state=state)
+    rows = await q.order_by("requested_at", "id").prefetch_related("case")
+    return await _described(list(rows))
+
+
+async def _listed(case: Case, items: list[NoticeItemIn], *, actor: Actor, using_db: BaseDBAsyncClient
+                  ) -> list[dict[str, Any]]:
+    """The notice's entries from the case's pinned checklist, or a refusal naming codes it does not have."""
     if not items:
         raise DomainError("case.notice_items_required")
     version = await case.item_version.using_db(using_db)  # type: ignore[attr-defined]
@@ -564,27 +778,8 @@ async def request_correction(case: Case, items: list[NoticeItemIn], *, actor: Ac
     unknown = sorted({i.code for i in items if i.code not in checklist})
     if unknown:
         raise DomainError("case.unknown_material", details={"codes": unknown})
-    listed = [{"code": i.code, "name": checklist[i.code]["name"], "reason": i.reason or "需补正",
-               "added_by": actor.label} for i in items]
-    if case.status == CaseStatus.NEEDS_CORRECTION:
-        # Same round, still unanswered: the clerk completes the one notice instead of sending a second.
-        notice = await CorrectionNotice.filter(case_id=case.id, round=case.correction_round).using_db(using_db).get()
-        known = {i["code"] for i in notice.items}
-        added = [i for i in listed if i["code"] not in known]
-        notice.items = [*notice.items, *added]
-        if note and note not in notice.note:
-            notice.note = f"{notice.note}\n{note}" if notice.note else note
-        await notice.save(using_db=using_db, update_fields=["items", "note"])
-        await audit.record(using_db=using_db, actor_kind=actor.kind, actor_id=actor.id, action="case.notice_amended",
-                           target_kind="case", target_id=case.case_no,
-                           details={"round": notice.round, "added": [i["code"] for i in added]})
-        await outbox.emit(events.CASE_CORRECTION_NEEDED,
-                          {"case_id": case.id, "case_no": case.case_no, "round": notice.round,
-                           "codes": [i["code"] for i in notice.items], "amended": True},
-                          using_db=using_db, ordering_key=events.ordering_key(case.case_no))
-        return
-    resume = case.status if case.status in (CaseStatus.ACCEPTED, CaseStatus.IN_REVIEW) else None
-    await _open_notice(case, listed, actor=actor, using_db=using_db, resume=resume, note=note)
+    return [{"code": i.code, "name": checklist[i.code]["name"], "reason": i.reason or "需补正",
+             "added_by": actor.label} for i in items]
 
 
 async def issue_certificate(case: Case, *, actor: Actor, keyring: KeyRing, using_db: BaseDBAsyncClient,
@@ -648,8 +843,12 @@ def progress_token(secret: str, case: Case) -> str:
     return qr.make_token(secret, "case", case.id)
 
 
-async def _history(case: Case) -> list[CaseHistory]:
-    return await CaseHistory.filter(case_id=case.id).order_by("id")
+async def _history(case: Case, *, for_staff: bool = False) -> list[CaseHistory]:
+    """The case's steps; the hall's internal ones (a further notice asked for, approved, refused) for staff only."""
+    q = CaseHistory.filter(case_id=case.id)
+    if not for_staff:
+        q = q.filter(internal=False)
+    return await q.order_by("id")
 
 
 async def public_progress(*, case_id: int, keyring: KeyRing) -> dict[str, Any]:
@@ -714,10 +913,14 @@ async def _full(case: Case, *, keyring: KeyRing, secret: str, base_url: str, for
             "round": m.correction_round, "superseded": m.superseded,
         } for m in materials],
         "corrections": [{"round": n.round, "items": n.items, "note": n.note, "created_at": n.created_at.isoformat(),
-                         "answered_at": n.answered_at.isoformat() if n.answered_at else None} for n in notices],
+                         "amended_at": n.amended_at.isoformat() if n.amended_at else None,
+                         "answered_at": n.answered_at.isoformat() if n.answered_at else None,
+                         # 再次告知: sent after an answered notice, with a hall admin's approval.
+                         "repeat": n.repeat} for n in notices],
         "history": [{"at": h.created_at.isoformat(), "step": h.step, "from": h.from_status.value if h.from_status
-                     else None, "to": h.to_status.value, "actor": h.actor_kind, "reason": h.reason}
-                    for h in await _history(case)],
+                     else None, "to": h.to_status.value, "actor": h.actor_kind, "reason": h.reason,
+                     **({"internal": h.internal} if for_staff else {})}
+                    for h in await _history(case, for_staff=for_staff)],
         "deadline": deadlines.describe(case),
         "certificates": [certificates.describe(c, keyring=keyring, secret=secret, base_url=base_url) for c in certs],
         "evaluation": await evaluation.for_case(case_id=case.id),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -113,6 +114,14 @@ _TOPIC_ON_ENTRY = {
 }
 
 
+@dataclass(frozen=True)
+class Moved:
+    """What a transition wrote: its history row, and the event announcing the state entered (if it has one)."""
+
+    history: CaseHistory
+    entry_event_id: uuid.UUID | None
+
+
 def allowed(case: Case, to: S, actor: Actor) -> Rule | None:
     """The rule that lets `actor` move `case` to `to`, or None."""
     rule = TABLE.get((case.status, to))
@@ -134,7 +143,7 @@ async def transition(
     reason: str = "",
     changes: dict[str, Any] | None = None,
     event_extra: dict[str, Any] | None = None,
-) -> CaseHistory:
+) -> Moved:
     """Move `case` to `to` in the caller's transaction, or raise case.illegal_transition and change nothing.
 
     Writes the row (guarded by the state it was read in, so two clerks cannot both move it),
@@ -192,11 +201,12 @@ async def transition(
                           using_db=using_db, ordering_key=key)
     await outbox.emit(events.CASE_STATUS_CHANGED, payload, using_db=using_db, ordering_key=key)
     topic = _TOPIC_ON_ENTRY.get(to)
+    entry_event = None
     if topic is not None:
         extra = dict(event_extra or {})
         if to == S.DELIVERED:
             # Posted or picked up, whoever recorded it (a clerk, or the main hall's callback): the notice differs.
             extra.setdefault("method", case.delivery_method.value)
-        await outbox.emit(topic, {"case_id": case.id, "case_no": case.case_no, **extra},
-                          using_db=using_db, ordering_key=key)
-    return history
+        entry_event = await outbox.emit(topic, {"case_id": case.id, "case_no": case.case_no, **extra},
+                                        using_db=using_db, ordering_key=key)
+    return Moved(history=history, entry_event_id=entry_event)

@@ -13,8 +13,16 @@ from backend import runtime
 from backend.bounds import Day, Id32, Input
 from backend.cases import certificates, evaluation
 from backend.cases import service as cases
-from backend.cases.models import CaseStatus, TicketState, WarningLevel
-from backend.cases.schemas import AnswerIn, CloseRectificationIn, RevokeIn, TransitionIn, WalkInCaseIn
+from backend.cases.models import CaseStatus, NoticeRequestState, TicketState, WarningLevel
+from backend.cases.schemas import (
+    AnswerIn,
+    CloseRectificationIn,
+    NoticeDecisionIn,
+    NoticeRequestIn,
+    RevokeIn,
+    TransitionIn,
+    WalkInCaseIn,
+)
 from backend.counter.auth import staff
 from backend.counter.scan import resolver
 from backend.crypto import KeyRing
@@ -102,6 +110,49 @@ async def get_case(request: Request, case_no: str) -> HTTPResponse:
 async def act(request: Request, case_no: str, payload: TransitionIn) -> HTTPResponse:
     return json(await cases.act(case_no=case_no, payload=payload, staff=staff(request),
                                 keyring=request.app.ctx.keyring, **_links(request)), ensure_ascii=False)
+
+
+@bp.post("/cases/<case_no:case_no>/notice-requests")
+@openapi.summary("Ask a hall admin to approve a further correction notice (再次告知) after an answered one")
+@openapi.description("一次性告知: once a notice a clerk wrote was answered, `request_correction` answers 409 "
+                     "case.notice_needs_approval. The clerk asks here with the materials, the note for the resident "
+                     "and the reason; nothing reaches the resident until a hall admin approves "
+                     "(POST /notice-requests/{id}/decision). One pending request per case.")
+@openapi.tag("counter")
+@openapi.secured("staff")
+@body(NoticeRequestIn)
+async def ask_further_notice(request: Request, case_no: str, payload: NoticeRequestIn) -> HTTPResponse:
+    return json(await cases.ask_further_notice(case_no=case_no, payload=payload, staff=staff(request)), status=201,
+                ensure_ascii=False)
+
+
+class NoticeRequestsQuery(Input):
+    model_config = ConfigDict(extra="ignore")
+    hall_id: Id32
+    state: NoticeRequestState | None = None
+
+
+@bp.get("/notice-requests")
+@openapi.summary("Requests for further correction notices in a hall, oldest first (pending ones for its hall admins)")
+@openapi.tag("counter")
+@openapi.secured("staff")
+@openapi.parameter("hall_id", int, "query", required=True)
+@openapi.parameter("state", str, "query", description="pending, approved or refused")
+async def notice_requests(request: Request) -> HTTPResponse:
+    q = parse(NoticeRequestsQuery, _query(request))
+    return json({"requests": await cases.notice_requests(staff=staff(request), hall_id=q.hall_id, state=q.state)},
+                ensure_ascii=False)
+
+
+@bp.post("/notice-requests/<request_id:int>/decision")
+@openapi.summary("Approve (the notice goes to the resident as the next round) or refuse a further notice, with a "
+                 "reason (a hall admin of the case's hall, not the clerk who asked)")
+@openapi.tag("counter")
+@openapi.secured("staff")
+@body(NoticeDecisionIn)
+async def decide_further_notice(request: Request, request_id: int, payload: NoticeDecisionIn) -> HTTPResponse:
+    return json(await cases.decide_further_notice(request_id=request_id, payload=payload, staff=staff(request)),
+                ensure_ascii=False)
 
 
 class PeriodQuery(Input):

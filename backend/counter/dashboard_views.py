@@ -92,6 +92,13 @@ def _charts(hall_name: str, period: dict[str, Any], now: dict[str, Any], start: 
         "ratings": charts.hbar_chart(key="chart-ratings", title="本期间好差评分布", rows=[
             (case_stats.rating_label(lv), n, "s0") for lv, n in period["levels"].items()],
             empty="本期间没有评价"),
+        # 一次性告知: notices sent again after an answered one, where they happen and who sends them.
+        "notice_items": charts.hbar_chart(key="chart-notice-items", title="本期间再次告知（按事项）", rows=[
+            (i["item_name"], i["repeats"], "s0") for i in period["notices_by_item"] if i["repeats"]],
+            empty="本期间没有再次告知"),
+        "notice_clerks": charts.hbar_chart(key="chart-notice-clerks", title="本期间再次告知（按工作人员）", rows=[
+            (c["name"], c["repeats"], "s0") for c in period["notices_by_clerk"] if c["repeats"]],
+            empty="本期间没有再次告知"),
     }
 
 
@@ -117,7 +124,8 @@ async def hall_dashboard(*, hall_id: int, start: date, end: date, today: date) -
 
 
 @bp.get("/halls/<hall_id:int32>/dashboard")
-@openapi.summary("Hall dashboard: appointments, check-ins, no-shows, waits, cases, satisfaction, materials")
+@openapi.summary("Hall dashboard: appointments, check-ins, no-shows, waits, cases, satisfaction, materials, "
+                 "repeat correction notices per item and per clerk")
 @openapi.description("Own hall's admins only. Days are Asia/Shanghai; the period is at most one year and "
                      "defaults to the last 30 days. Charts are SVG documents, all text escaped.")
 @openapi.tag("counter")

@@ -572,6 +572,12 @@ async def staff_principal(*, staff_id: int, version: int) -> StaffPrincipal:
                           must_change_password=staff.must_change_password)
 
 
+async def staff_names(*, staff_ids: set[int]) -> dict[int, str]:
+    """Display names of staff accounts, for figures per clerk."""
+    rows = await Staff.filter(id__in=sorted(staff_ids)).values_list("id", "display_name")
+    return {int(i): str(name) for i, name in rows}
+
+
 def describe_staff(p: StaffPrincipal) -> dict[str, Any]:
     return {"id": p.id, "username": p.username, "display_name": p.display_name,
             "grants": [{"hall_id": h, "roles": sorted(r)} for h, r in sorted(p.grants.items())],

@@ -13,6 +13,7 @@ const LEVELS = { none: ["level-green", "正常"], yellow: ["level-yellow", "临�
 const SOURCES = { upload: "上传文件", paper: "纸质材料", reuse: "材料库复用", certificate: "电子证照" };
 const CERT_STATUS = { genuine: "真实有效", expired: "已过有效期", revoked: "已注销" };
 const DELIVERY = { pickup: "窗口领取", post: "邮寄送达" };
+const REQUEST_STATES = { pending: "待大厅管理员审批", approved: "已批准，已再次告知", refused: "未批准" };
 
 let hallId = null;
 let counterId = null;
@@ -106,6 +107,9 @@ function render(c) {
     h("h3", {}, "申请材料"),
     c.materials.length ? materials : h("p", { class: "muted" }, "尚无材料"),
     c.corrections.length ? h("div", {}, h("h3", {}, "一次性告知"), c.corrections.map(noticeBox)) : null,
+    (c.notice_requests || []).length
+      ? h("div", { id: "notice-requests" }, h("h3", {}, "再次告知申请"), c.notice_requests.map((r) => requestBox(r, c)))
+      : null,
     c.certificates.length ? h("div", {}, h("h3", {}, "电子证照"), h("ul", {}, c.certificates.map((x) =>
       h("li", {}, `${x.cert_type} ${x.cert_no}（${CERT_STATUS[x.status] || x.status}）`)))) : null,
     h("h3", {}, "办理过程"),
@@ -149,9 +153,46 @@ async function loadMaterials(c) {
 
 function noticeBox(n) {
   return h("div", { class: "notice", dataset: { round: n.round } },
-    h("p", {}, `第${n.round}次告知（${fmtTime(n.created_at)}）` + (n.answered_at ? "，已补正" : "，待补正")),
+    h("p", {}, `第${n.round}次告知（${fmtTime(n.created_at)}）` + (n.repeat ? "，经大厅管理员批准再次告知" : "")
+      + (n.answered_at ? "，已补正" : "，待补正")),
     h("ul", {}, n.items.map((i) => h("li", {}, `${i.name}：${i.reason}`))),
     n.note ? h("p", { class: "notice-note" }, `补充说明：${n.note}`) : null);
+}
+
+// A clerk's request for a further notice; a hall admin of the hall (not the one who asked) decides it here.
+function requestBox(r, c) {
+  const mine = session.current() && session.current().staff.id === r.requested_by.id;
+  const decides = r.state === "pending" && !mine && session.rolesIn(c.hall.id).includes("hall_admin");
+  const reasonId = `decision-reason-${r.id}`;
+  return h("div", { class: "notice notice-request", dataset: { request: r.id, state: r.state } },
+    h("p", {}, `${r.requested_by.name || "工作人员"}申请（${fmtTime(r.requested_at)}）：${REQUEST_STATES[r.state] || r.state}`),
+    h("p", {}, `理由：${r.reason}`),
+    h("ul", {}, r.items.map((i) => h("li", {}, `${i.name}：${i.reason}`))),
+    r.decision_reason ? h("p", { class: "muted" }, `审批意见（${(r.decided_by && r.decided_by.name) || ""}）：${r.decision_reason}`)
+                      : null,
+    decides ? h("div", { class: "stack" },
+      h("label", { for: reasonId }, "审批意见（必填）"), h("textarea", { id: reasonId, maxlength: 500 }),
+      h("div", { class: "row" },
+        h("button", { type: "button", class: "btn", dataset: { decide: "approve" },
+                      onclick: () => decideRequest(r, c, true) }, "批准再次告知"),
+        h("button", { type: "button", class: "btn btn-danger", dataset: { decide: "refuse" },
+                      onclick: () => decideRequest(r, c, false) }, "不批准"))) : null);
+}
+
+async function decideRequest(r, c, approve) {
+  const reason = $(`decision-reason-${r.id}`).value.trim();
+  if (reason.length < 2) {
+    say("请填写审批意见", { error: true });
+    $(`decision-reason-${r.id}`).focus();
+    return;
+  }
+  try {
+    await session.staffApi(`/notice-requests/${r.id}/decision`, { method: "POST", body: { approve, reason } });
+    say(approve ? "已批准，补正告知已送达申请人" : "已不予批准");
+    await openCase(c.case_no);
+  } catch (err) {
+    sayError(err);
+  }
 }
 
 // ---- actions --------------------------------------------------------------------------------
@@ -163,7 +204,9 @@ function field(id, label, control) {
 async function openAction(action) {
   const area = $("action-area");
   const c = shown;
-  const parts = [h("h4", {}, ACTION_LABELS[action])];
+  // 一次性告知: after an answered notice, a further one is asked of a hall admin, with the reason.
+  const asking = action === "request_correction" && c.further_notice_needs_approval;
+  const parts = [h("h4", {}, asking ? "申请再次告知（须经大厅管理员批准）" : ACTION_LABELS[action])];
   if (action === "request_correction") {
     let guide;
     try {
@@ -183,6 +226,11 @@ async function openAction(action) {
                        "aria-label": `${m.name}需补正的原因`, placeholder: "原因，如“复印件不清晰”" })))),
       field("notice-note", "补充说明（随告知一并送达申请人）",
             h("textarea", { id: "notice-note", maxlength: 500 })));
+    if (asking) {
+      parts.push(h("p", { class: "muted" }, "申请人已按上次告知补正。再次告知须说明理由，经大厅管理员批准后才会送达申请人。"),
+        field("notice-request-reason", "再次告知的理由（供大厅管理员审批，申请人不可见）",
+              h("textarea", { id: "notice-request-reason", maxlength: 500, required: true })));
+    }
   } else {
     parts.push(field("action-reason", action === "reject" ? "不予办理的理由（必填）" : "说明（选填）",
                      h("textarea", { id: "action-reason", maxlength: 500, required: action === "reject" })));
@@ -195,7 +243,7 @@ async function openAction(action) {
   }
   parts.push(h("div", { class: "row" },
     h("button", { type: "submit", class: action === "reject" ? "btn btn-danger" : "btn" },
-      action === "request_correction" ? "发送一次性告知" : "确认" + ACTION_LABELS[action]),
+      asking ? "提交再次告知申请" : action === "request_correction" ? "发送一次性告知" : "确认" + ACTION_LABELS[action]),
     h("button", { type: "button", class: "btn btn-ghost", onclick: () => show(area) }, "取消")));
   const form = h("form", { class: "action-form", id: "action-form", dataset: { action } }, parts);
   form.addEventListener("submit", (event) => {
@@ -214,7 +262,29 @@ function noticeItems() {
   });
 }
 
+async function askFurtherNotice(c) {
+  const body = { items: noticeItems(), note: $("notice-note").value.trim(),
+                 reason: $("notice-request-reason").value.trim() };
+  if (!body.items.length) {
+    say("请勾选需要补正的材料", { error: true });
+    return;
+  }
+  if (body.reason.length < 5) {
+    say("请写明再次告知的理由（至少5个字）", { error: true });
+    $("notice-request-reason").focus();
+    return;
+  }
+  try {
+    await session.staffApi(`/cases/${encodeURIComponent(c.case_no)}/notice-requests`, { method: "POST", body });
+    say("再次告知申请已提交，待大厅管理员审批");
+    await openCase(c.case_no);
+  } catch (err) {
+    sayError(err);
+  }
+}
+
 async function submitAction(action, c) {
+  if (action === "request_correction" && c.further_notice_needs_approval) return askFurtherNotice(c);
   const body = { action };
   if (action === "request_correction") {
     body.items = noticeItems();

@@ -79,6 +79,9 @@ function figures(f) {
          { note: `${count(f.satisfied)} / ${count(f.evaluations)} 条评价` }),
     tile("materials_avoided", "免于重复提交材料", percent(f.materials_avoided_rate),
          { note: `${count(f.materials_avoided)} / ${count(f.materials_required)} 份必交材料` }),
+    tile("repeat_notices", "再次告知（一次性告知后）", count(f.repeat_notices),
+         { note: `共 ${count(f.notices)} 次补正告知，待审批 ${count(f.repeat_requests_pending)}`,
+           cls: f.repeat_notices ? "level-yellow" : "" }),
   ];
 }
 
@@ -105,7 +108,7 @@ function render(d) {
   $("period-title").textContent = `统计期间（${d.period.from} 至 ${d.period.to}，共 ${d.period.days} 天）`;
   show($("today-figures"), figures(d.today));
   show($("period-figures"), figures(d.period));
-  for (const name of ["daily", "states", "levels", "ratings"]) {
+  for (const name of ["daily", "states", "levels", "ratings", "notice_items", "notice_clerks"]) {
     const svg = svgNode(d.charts[name]);
     const title = svg.querySelector && svg.querySelector("title");
     show($("chart-" + name), h("figcaption", {}, title ? title.textContent : ""), svg);
