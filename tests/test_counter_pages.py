@@ -339,12 +339,16 @@ async def test_clerk_sees_materials_inline_and_sends_a_correction_notice_the_res
     assert page.errors == []
 
 
-async def open_scanned(page: Any, progress_url: str) -> None:
+async def open_scanned(page: Any, progress_url: str, files: int) -> None:
+    """Scan a case's QR and open it; wait until its `files` materials are shown, so nothing moves any more."""
     await page.keyboard.type(progress_url)
     await page.keyboard.press("Enter")
     await page.locator("#scan-card .scan-result[data-kind=case]").wait_for()
     await page.click("#scan-card button:has-text('打开办件')")
     await page.locator("#case-detail").wait_for(state="visible")
+    await page.wait_for_function("n => document.querySelectorAll('.material iframe, .material img').length === n",
+                                 arg=files)
+    await page.wait_for_load_state("networkidle")
 
 
 async def test_a_further_notice_is_asked_by_the_clerk_and_approved_by_a_hall_admin(
@@ -362,7 +366,8 @@ async def test_a_further_notice_is_asked_by_the_clerk_and_approved_by_a_hall_adm
     password = await make_clerk(live, "zhou.clerk", "HX")
     page = await console(browser, live)
     await log_in_at_counter(page, "zhou.clerk", password, 2)
-    await open_scanned(page, case["progress_url"])
+    files = 4  # the ID card's photo, the form, the lease and the lease handed in again
+    await open_scanned(page, case["progress_url"], files)
     await page.click("#case-actions button[data-action=request_correction]")
     await page.locator("#notice-request-reason").wait_for()
     assert "须经大厅管理员批准" in (await page.locator("#action-form h4").text_content() or "")
@@ -370,7 +375,9 @@ async def test_a_further_notice_is_asked_by_the_clerk_and_approved_by_a_hall_adm
     await page.fill("#notice-reason-FORM", "签名与身份证姓名不一致")
     await page.fill("#notice-request-reason", "审查时发现申请表签名不一致")
     await assert_accessible(page, "counter further notice request")
-    await page.click("#action-form button[type=submit]")
+    async with page.expect_response("**/api/v1/staff/cases/*/notice-requests") as asked:
+        await page.click("#action-form button[type=submit]")
+    assert (await asked.value).status == 201, await (await asked.value).text()
     pending = page.locator("#notice-requests .notice-request[data-state=pending]")
     await pending.wait_for()
     assert "审查时发现申请表签名不一致" in (await pending.text_content() or "")
@@ -381,11 +388,14 @@ async def test_a_further_notice_is_asked_by_the_clerk_and_approved_by_a_hall_adm
     admin_password = await make_clerk(live, "qian.admin", "HX", StaffRole.HALL_ADMIN)
     admin = await console(browser, live)
     await log_in_at_counter(admin, "qian.admin", admin_password, 2)
-    await open_scanned(admin, case["progress_url"])
+    await open_scanned(admin, case["progress_url"], files)
     box = admin.locator("#notice-requests .notice-request[data-state=pending]")
     await box.locator("textarea").fill("确需补正，同意再次告知")
     await assert_accessible(admin, "counter further notice decision")
-    await box.locator("button[data-decide=approve]").click()
+    async with admin.expect_response("**/api/v1/staff/notice-requests/*/decision") as answered:
+        await box.locator("button[data-decide=approve]").click()
+    decision = await answered.value
+    assert decision.status == 200, await decision.text()
     await admin.locator("#notice-requests .notice-request[data-state=approved]").wait_for()
     await admin.locator(".notice[data-round='2']").wait_for()
     assert "经大厅管理员批准再次告知" in (await admin.locator(".notice[data-round='2']").text_content() or "")
