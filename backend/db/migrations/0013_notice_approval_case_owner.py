@@ -7,7 +7,7 @@ from tortoise.fields.base import OnDelete
 from tortoise import fields
 
 class Migration(migrations.Migration):
-    dependencies = [('palmhall', '0010_link_challenge_login_seq')]
+    dependencies = [('palmhall', '0012_reschedule_kiosk_code')]
 
     initial = False
 
