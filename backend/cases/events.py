@@ -38,8 +38,10 @@ CATALOGUE = (
           about="a case left its draft: the main hall receives it"),
     Topic(CASE_STATUS_CHANGED, ("case_id", "case_no", "hall_id", "from", "to", "actor_kind"), ("hall_sync",),
           about="every move of the state machine, for the main hall's record"),
-    Topic(CASE_CORRECTION_NEEDED, (*_CASE, "round", "codes", "amended"), ("hall_sync", "notifications"),
-          "resident", "the one-time correction notice (一次性告知), or the same round's notice completed"),
+    Topic(CASE_CORRECTION_NEEDED, (*_CASE, "round", "codes", "amended", "amends_event"),
+          ("hall_sync", "notifications"), "resident",
+          "the one-time correction notice (一次性告知), or the same round's notice completed (amends_event: the "
+          "message it brings up to date instead of sending another)"),
     Topic(CASE_AWAITING_PAYMENT, (*_CASE, "amount_fen"), ("notifications",), "resident",
           "the case waits for its fee"),
     Topic(CASE_APPROVED, _CASE, ("notifications",), "resident", "approved (审批通过)"),
@@ -60,6 +62,8 @@ CATALOGUE = (
           "the hall answered a resident's complaint or question (the answer is read from the complaint)"),
     Topic(RECTIFICATION_CLOSED, ("rectification_id", "evaluation_id", *_CASE, "hall_id"), ("notifications",),
           "resident", "the hall closed a bad rating's rectification with its written response"),
+    Topic(CASE_NOTICE_APPROVAL_REQUESTED, ("request_id", "case_id", "case_no", "hall_id"), ("notifications",),
+          "staff", "a clerk asks the hall admin to approve a further correction notice after an answered one"),
 )
 
 
